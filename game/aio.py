@@ -1,0 +1,52 @@
+"""Run the project's async services from sync code (DRF views, Celery tasks, commands).
+
+Each process keeps one event loop in a daemon thread, so Redis and channel-layer
+connection pools (which belong to one loop) are created once and reused, instead of a
+fresh loop and fresh connections for every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_pid: int | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _pid
+    with _lock:
+        # After a fork (Celery prefork) the parent's thread does not exist: start anew.
+        if _loop is None or _pid != os.getpid() or not _loop.is_running():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=run, name="nuxtest-aio", daemon=True).start()
+            started.wait()
+            _loop, _pid = loop, os.getpid()
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
+    """Run a coroutine on this process's service loop and return its result."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        coro.close()
+        raise RuntimeError("run_sync() called from async code: await the coroutine instead")
+    future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
+    return future.result(timeout)

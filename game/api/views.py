@@ -1,0 +1,184 @@
+"""JSON API views: validate input, call a service, shape the reply (GAME.md, HTTP)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth import get_user_model, password_validation
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, Sum
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from game import services, store
+from game.engine import rules
+from game.models import GameResult
+
+LEADERBOARD_PERIODS = {"day": timedelta(days=1), "week": timedelta(days=7), "all": None}
+LEADERBOARD_SIZE = 50
+HISTORY_SIZE = 100
+
+
+def ws_url(request: HttpRequest, code: str) -> str:
+    """The absolute WebSocket URL of a room, on the host the client used."""
+    scheme = "wss" if request.is_secure() else "ws"
+    return f"{scheme}://{request.get_host()}/ws/rooms/{code}/"
+
+
+class SignupSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+    def validate_username(self, value: str) -> str:
+        user_model = get_user_model()
+        field = user_model._meta.get_field("username")
+        try:
+            for validator in field.validators:
+                validator(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        if user_model.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("this username is taken")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        user = get_user_model()(username=attrs["username"])
+        try:
+            password_validation.validate_password(attrs["password"], user)
+        except DjangoValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from exc
+        return attrs
+
+
+class SignupView(APIView):
+    """POST /api/auth/signup/: create an account for an API client."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    def post(self, request: Request) -> Response:
+        data = SignupSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = get_user_model().objects.create_user(
+            username=data.validated_data["username"], password=data.validated_data["password"]
+        )
+        return Response({"id": user.pk, "username": user.get_username()}, status=status.HTTP_201_CREATED)
+
+
+class RoomCreateView(APIView):
+    """POST /api/rooms/: create a room hosted by the caller."""
+
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationError({"settings": "send a JSON object"})
+        raw = body.get("settings", body)
+        if not isinstance(raw, dict):
+            raise ValidationError({"settings": "must be a JSON object"})
+        try:
+            room = async_to_sync(services.room_create)(host_id=request.user.pk, settings_raw=raw)
+        except rules.SettingsError as exc:
+            raise ValidationError({exc.field: exc.message}) from exc
+        summary = services.room_summary(room)
+        return Response(
+            {"code": room.code, "ws_url": ws_url(request, room.code), "settings": summary["settings"]},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class RoomDetailView(APIView):
+    """GET /api/rooms/<CODE>/: the room's public summary."""
+
+    def get(self, request: Request, code: str) -> Response:
+        code = code.upper()
+        if not rules.code_is_valid(code):
+            raise NotFound("no such room")
+        try:
+            room = async_to_sync(services.room_get)(code=code)
+        except store.RoomNotFound as exc:
+            raise NotFound("no such room") from exc
+        return Response({**services.room_summary(room), "ws_url": ws_url(request, code)})
+
+
+class MatchmakingView(APIView):
+    """POST /api/matchmaking/: a place in a quick-match room."""
+
+    def post(self, request: Request) -> Response:
+        room = async_to_sync(services.quickmatch_place)(
+            user_id=request.user.pk, name=request.user.get_username()
+        )
+        return Response({"code": room.code, "ws_url": ws_url(request, room.code)})
+
+
+class LeaderboardView(APIView):
+    """GET /api/leaderboard/?period=day|week|all: top 50 players by total score (cached)."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        period = request.query_params.get("period", "week")
+        if period not in LEADERBOARD_PERIODS:
+            raise ValidationError({"period": "must be day, week or all"})
+        cache_key = f"leaderboard:{period}"
+        board = cache.get(cache_key)
+        if board is None:
+            board = leaderboard_compute(period)
+            cache.set(cache_key, board, settings.NUXTEST_LEADERBOARD_CACHE_SECONDS)
+        return Response({"period": period, "results": board})
+
+
+def leaderboard_compute(period: str) -> list[dict[str, Any]]:
+    """Top players by summed score over the period (reads GameResult by created_at)."""
+    rows = GameResult.objects.all()
+    span = LEADERBOARD_PERIODS[period]
+    if span is not None:
+        rows = rows.filter(created_at__gte=timezone.now() - span)
+    top = (
+        rows.values("user_id", "user__username")
+        .annotate(score=Sum("score"), games=Count("id"))
+        .order_by("-score", "user_id")[:LEADERBOARD_SIZE]
+    )
+    return [
+        {
+            "rank": i,
+            "player": row["user_id"],
+            "name": row["user__username"],
+            "score": row["score"],
+            "games": row["games"],
+        }
+        for i, row in enumerate(top, start=1)
+    ]
+
+
+class MyResultsView(APIView):
+    """GET /api/me/results/: the caller's results, newest first (at most 100)."""
+
+    def get(self, request: Request) -> Response:
+        return Response(results_for(request.user.pk))
+
+
+def results_for(user_id: int) -> list[dict[str, Any]]:
+    """A player's stored results, newest first."""
+    rows = GameResult.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:HISTORY_SIZE]
+    return [
+        {
+            "room": r.room,
+            "score": r.score,
+            "rank": r.rank,
+            "correct": r.correct,
+            "rounds": r.rounds,
+            "avg_answer_ms": r.avg_answer_ms,
+            "created_at": r.created_at.isoformat().replace("+00:00", "Z"),
+        }
+        for r in rows
+    ]

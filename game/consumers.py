@@ -1,0 +1,243 @@
+"""The room WebSocket: parse and validate frames, call a service, send the reply.
+
+Protocol: docs/protocol.md. Broadcasts reach connections through the channel layer
+group `room.<CODE>`; a connection forwards only frames newer than the last `seq` it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+import weakref
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import get_handler_name
+from django.conf import settings
+
+from game import events, services, store
+from game.engine import rules
+from game.throttle import TokenBucket
+from game.ws_auth import origin_allowed
+
+logger = logging.getLogger(__name__)
+
+# Close codes (GAME.md).
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NO_ROOM = 4404
+CLOSE_ROOM_FULL = 4409
+CLOSE_TOO_MANY = 4429
+
+# This web process, as seen by the sweeper: its connections die with its heartbeat.
+INSTANCE_ID = uuid.uuid4().hex[:12]
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_TTL_SECONDS = 30
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _heartbeat_forever() -> None:
+    while True:
+        try:
+            await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
+        except Exception:
+            logger.warning("instance heartbeat failed", exc_info=True)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def heartbeat_ensure() -> None:
+    """Start this process's heartbeat on the running loop (once)."""
+    loop = asyncio.get_running_loop()
+    task = _heartbeats.get(loop)
+    if task is None or task.done():
+        await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
+        _heartbeats[loop] = loop.create_task(_heartbeat_forever())
+
+
+class FrameError(Exception):
+    """A client frame that cannot be parsed, validated or allowed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _int_field(frame: dict[str, Any], name: str) -> int:
+    value = frame.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FrameError("invalid_field", f"{name}: must be an integer")
+    return value
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """One player's connection to one room."""
+
+    code: str
+    conn: str
+    joined: bool
+    last_seq: int
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels >= 4.2 makes a thread trip per message to close stale database
+        # connections; this consumer reaches the database only via
+        # database_sync_to_async (which does that itself), so skip the trip.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
+    # --- Handshake ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.joined = False
+        self.last_seq = 0
+        self.code = str(self.scope["url_route"]["kwargs"]["code"]).upper()
+        self.conn = f"{INSTANCE_ID}|{self.channel_name}"
+        self.bucket = TokenBucket(
+            rate=settings.NUXTEST_WS_RATE_PER_SECOND,
+            burst=settings.NUXTEST_WS_RATE_BURST,
+            now=time.monotonic(),
+        )
+        self.refused_in_a_row = 0
+        self.counted = False
+        # Accept first so that a refusal can say why with a close code.
+        await self.accept()
+        user = self.scope.get("user")
+        if not origin_allowed(self.scope):
+            return await self.close(CLOSE_FORBIDDEN)
+        if user is None or not user.is_authenticated:
+            return await self.close(CLOSE_NOT_AUTHENTICATED)
+        if not rules.code_is_valid(self.code):
+            return await self.close(CLOSE_NO_ROOM)
+        self.user_id = int(user.pk)
+        self.user_name = str(user.get_username())
+        await heartbeat_ensure()
+        if not await store.user_conn_add(
+            self.user_id,
+            self.conn,
+            limit=settings.NUXTEST_WS_MAX_CONNECTIONS_PER_USER,
+            now=services.now_ms(),
+        ):
+            return await self.close(CLOSE_TOO_MANY)
+        self.counted = True
+        # Subscribe before reading the snapshot: no broadcast can fall between the two.
+        await self.channel_layer.group_add(events.room_group(self.code), self.channel_name)
+        try:
+            snapshot = await services.room_connect(
+                code=self.code, user_id=self.user_id, name=self.user_name, conn=self.conn
+            )
+        except store.RoomNotFound:
+            return await self.close(CLOSE_NO_ROOM)
+        except (rules.RoomFull, rules.GameAlreadyStarted):
+            return await self.close(CLOSE_ROOM_FULL)
+        self.joined = True
+        await self._send_state(snapshot)
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "code", None) is None:
+            return
+        await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
+        if getattr(self, "joined", False):
+            self.joined = False
+            await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
+        if getattr(self, "counted", False):
+            self.counted = False
+            await store.user_conn_remove(self.user_id, self.conn)
+
+    # --- Frames from the client -----------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.joined:
+            return
+        raw = text_data if text_data is not None else bytes_data or b""
+        size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+        try:
+            if not self.bucket.take(time.monotonic()):
+                self.refused_in_a_row += 1
+                if self.refused_in_a_row >= settings.NUXTEST_WS_FLOOD_CLOSE_AFTER:
+                    await self.close(CLOSE_TOO_MANY)
+                    return
+                raise FrameError("rate_limited", "too many messages: slow down")
+            self.refused_in_a_row = 0
+            if size > settings.NUXTEST_WS_MAX_MESSAGE_BYTES:
+                raise FrameError(
+                    "message_too_large",
+                    f"frames are limited to {settings.NUXTEST_WS_MAX_MESSAGE_BYTES} bytes",
+                )
+            frame = self._parse(raw)
+            await self._handle(frame)
+        except FrameError as exc:
+            await self._send({"type": "error", "code": exc.code, "message": exc.message})
+        except Exception:
+            logger.exception("frame handling failed", extra={"room": self.code})
+            await self._send(
+                {"type": "error", "code": "internal_error", "message": "the server failed"}
+            )
+
+    def _parse(self, raw: str | bytes) -> dict[str, Any]:
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FrameError("bad_json", "the frame is not valid JSON") from exc
+        if not isinstance(frame, dict):
+            raise FrameError("bad_json", "the frame must be a JSON object")
+        kind = frame.get("type")
+        if not isinstance(kind, str):
+            raise FrameError("invalid_field", "type: must be a string")
+        return frame
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "answer":
+            round_number = _int_field(frame, "round")
+            option = _int_field(frame, "option")
+            if not 0 <= option <= 3:
+                raise FrameError("invalid_field", "option: must be 0, 1, 2 or 3")
+            outcome = await services.answer_submit(
+                code=self.code, user_id=self.user_id, round_number=round_number, option=option
+            )
+            await self._send(outcome.frame())
+        elif kind == "ping":
+            t = frame.get("t")
+            if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)):
+                raise FrameError("invalid_field", "t: must be a number")
+            await self._send({"type": "pong", "t": t, "server_time": services.now_ms()})
+        elif kind == "sync":
+            await self._send_state(await services.state_snapshot(code=self.code, user_id=self.user_id))
+        elif kind == "start":
+            try:
+                await services.game_start(code=self.code, by=self.user_id)
+            except rules.NotHost as exc:
+                raise FrameError("not_host", str(exc)) from exc
+            except (rules.NotInLobby, rules.NotEnoughQuestions) as exc:
+                raise FrameError("not_in_lobby", str(exc)) from exc
+        else:
+            raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}")
+
+    # --- Frames to the client -------------------------------------------------------------
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """A broadcast from the room's group: forward it unless the client has it already."""
+        frame = message["frame"]
+        if not self.joined or frame["seq"] <= self.last_seq:
+            return
+        self.last_seq = frame["seq"]
+        await self._send(frame)
+
+    async def _send_state(self, snapshot: dict[str, Any]) -> None:
+        self.last_seq = max(self.last_seq, snapshot["seq"])
+        await self._send(snapshot)
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))

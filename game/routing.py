@@ -1,0 +1,9 @@
+"""WebSocket URL routes."""
+
+from django.urls import re_path
+
+from game.consumers import RoomConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^ws/rooms/(?P<code>[^/]{1,32})/$", RoomConsumer.as_asgi()),
+]

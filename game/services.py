@@ -1,0 +1,469 @@
+"""Use cases of the game: load state, call the engine, save atomically, publish events.
+
+One async function per use case, keyword-only arguments, named `<thing>_<action>`.
+Consumers, views and tasks call these and nothing below them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from game import events, scheduler, store
+from game.engine import rules
+from game.engine.model import FINISHED, LOBBY, PLAYING, TRIGGER_DEADLINE, QuestionData, Room
+from game.models import Category, GameResult, Question
+
+logger = logging.getLogger(__name__)
+_rng = random.SystemRandom()
+
+# How long a timer task that fired early may wait for its due time before giving up.
+_EARLY_TIMER_WAIT_MS = 2000
+
+
+def now_ms() -> int:
+    """The server clock, in milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+# --- Rooms --------------------------------------------------------------------------------------
+
+
+def _category_check(category: str | None, rounds: int) -> None:
+    if category is None:
+        available = Question.objects.count()
+    else:
+        if not Category.objects.filter(slug=category).exists():
+            raise rules.SettingsError("category", f"unknown category {category!r}")
+        available = Question.objects.filter(category__slug=category).count()
+    if available < rounds:
+        field = "category" if category is not None else "rounds"
+        raise rules.SettingsError(field, f"only {available} questions available for {rounds} rounds")
+
+
+async def room_create(*, host_id: int, settings_raw: Mapping[str, Any], quick: bool = False) -> Room:
+    """Create a room hosted by `host_id`; SettingsError names a refused field."""
+    room_settings = rules.settings_validate(settings_raw)
+    await database_sync_to_async(_category_check)(room_settings.category, room_settings.rounds)
+    while True:
+        room = rules.room_new(
+            code=rules.code_generate(_rng),
+            host=host_id,
+            settings=room_settings,
+            now=now_ms(),
+            quick=quick,
+        )
+        try:
+            await store.room_create(room)
+        except store.RoomExists:
+            continue
+        return room
+
+
+def room_summary(room: Room) -> dict[str, Any]:
+    """The public summary of a room (GET /api/rooms/<CODE>/)."""
+    s = room.settings
+    return {
+        "code": room.code,
+        "status": room.status,
+        "quick": room.quick,
+        "host": room.host,
+        "settings": {
+            "rounds": s.rounds,
+            "answer_seconds": s.answer_seconds,
+            "reveal_seconds": s.reveal_seconds,
+            "max_players": s.max_players,
+            "category": s.category,
+        },
+        "players": [{"id": p.id, "name": p.name, "connected": p.connected} for p in room.players],
+        "round": None if room.round is None else room.round.number,
+    }
+
+
+async def room_get(*, code: str) -> Room:
+    """The room's current state (RoomNotFound if none)."""
+    return await store.room_get(code)
+
+
+async def room_connect(*, code: str, user_id: int, name: str, conn: str) -> dict[str, Any]:
+    """Open a connection to a room (joining it the first time); return the `state` snapshot.
+
+    Raises RoomNotFound, RoomFull or GameAlreadyStarted for refused connections.
+    """
+    now = now_ms()
+
+    def change(room: Room) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        evts = rules.connect(room, player_id=user_id, name=name, conn=conn, now=now)
+        return evts, rules.snapshot(room, player_id=user_id, now=now)
+
+    room, (evts, snapshot) = await store.room_update(code, change)
+    await _after(room, evts)
+    return snapshot
+
+
+async def room_disconnect(*, code: str, user_id: int, conn: str) -> None:
+    """Close one connection; may announce `player_left` and close a round all others answered."""
+    now = now_ms()
+    try:
+        room, evts = await store.room_update(
+            code, lambda room: rules.disconnect(room, player_id=user_id, conn=conn, now=now)
+        )
+    except store.RoomNotFound:
+        return
+    await _after(room, evts)
+
+
+async def state_snapshot(*, code: str, user_id: int) -> dict[str, Any]:
+    """A fresh `state` frame for one player."""
+    room = await store.room_get(code)
+    return rules.snapshot(room, player_id=user_id, now=now_ms())
+
+
+# --- Playing ------------------------------------------------------------------------------------
+
+
+def _questions_load(category: str | None, rounds: int) -> list[QuestionData]:
+    qs = Question.objects.all() if category is None else Question.objects.filter(category__slug=category)
+    ids = rules.questions_choose(list(qs.values_list("id", flat=True)), rounds, _rng)
+    by_id = {q.id: q for q in Question.objects.filter(id__in=ids)}
+    return [
+        QuestionData(id=i, text=by_id[i].text, options=list(by_id[i].options), correct=by_id[i].correct)
+        for i in ids
+    ]
+
+
+async def game_start(*, code: str, by: int | None) -> None:
+    """Start the game: `by` must be the host (None: the quick-match timer).
+
+    Raises NotHost or NotInLobby (checked before the question bank is read, then again
+    inside the transaction).
+    """
+    room = await store.room_get(code)
+    if by is not None and by != room.host:
+        raise rules.NotHost("only the host can start the game")
+    if room.status != LOBBY:
+        raise rules.NotInLobby("the game has already started")
+    questions = await database_sync_to_async(_questions_load)(
+        room.settings.category, room.settings.rounds
+    )
+    now = now_ms()
+    game_id = str(uuid.uuid4())
+    room, evts = await store.room_update(
+        code,
+        lambda room: rules.start(
+            room, by=by, questions=questions, game_id=game_id, rng=_rng, now=now
+        ),
+    )
+    if room.quick:
+        await store.quick_close(code)
+    await _after(room, evts)
+
+
+async def answer_submit(
+    *, code: str, user_id: int, round_number: int, option: int
+) -> rules.AnswerOutcome:
+    """Record an answer; the first one per round counts. May close the round."""
+    now = now_ms()
+    room, (outcome, evts) = await store.room_update(
+        code,
+        lambda room: rules.answer(
+            room, player_id=user_id, round_number=round_number, option=option, now=now
+        ),
+    )
+    await _after(room, evts)
+    return outcome
+
+
+async def _wait_until(due_ms: int) -> bool:
+    """Sleep until `due_ms` if a timer fired a little early; False if it is far off."""
+    wait = due_ms - now_ms()
+    if wait > _EARLY_TIMER_WAIT_MS:
+        return False
+    if wait > 0:
+        await asyncio.sleep(wait / 1000)
+    return True
+
+
+async def round_close_due(*, code: str, round_number: int, trigger: str = TRIGGER_DEADLINE) -> bool:
+    """Close round `round_number` at its deadline, if it is still open; True if this call did."""
+    try:
+        room = await store.room_get(code)
+    except store.RoomNotFound:
+        return False
+    rnd = room.round
+    if room.status != PLAYING or rnd is None or rnd.number != round_number or not rnd.is_open:
+        return False
+    if not await _wait_until(rnd.deadline):
+        return False
+
+    def change(room: Room) -> list[dict[str, Any]]:
+        r = room.round
+        if r is None or r.number != round_number:
+            return []
+        return rules.round_close(room, now=max(now_ms(), r.deadline), trigger=trigger)
+
+    room, evts = await store.room_update(code, change)
+    await _after(room, evts)
+    return bool(evts)
+
+
+async def round_advance_due(*, code: str, round_number: int) -> bool:
+    """Open the round after `round_number` once its reveal pause is over; True if this call did."""
+    try:
+        room = await store.room_get(code)
+    except store.RoomNotFound:
+        return False
+    rnd = room.round
+    if room.status != PLAYING or rnd is None or rnd.number != round_number or rnd.is_open:
+        return False
+    if room.next_at is None or not await _wait_until(room.next_at):
+        return False
+
+    def change(room: Room) -> list[dict[str, Any]]:
+        r = room.round
+        if r is None or r.number != round_number:
+            return []
+        return rules.round_advance(room, rng=_rng, now=now_ms())
+
+    room, evts = await store.room_update(code, change)
+    await _after(room, evts)
+    return bool(evts)
+
+
+# --- Quick match --------------------------------------------------------------------------------
+
+
+async def quickmatch_place(*, user_id: int, name: str) -> Room:
+    """Place the player in the oldest open quick-match room with space, or open a new one."""
+    candidates = await store.quick_candidates()
+    for code in candidates:
+        try:
+            room = await store.room_get(code)
+        except store.RoomNotFound:
+            await store.room_forget(code)
+            continue
+        if room.player(user_id) is not None and room.status == LOBBY:
+            return room
+    quick_start_ms = round(settings.NUXTEST_QUICK_START_SECONDS * 1000)
+    for code in candidates:
+        now = now_ms()
+        try:
+            room, added = await store.room_update(
+                code,
+                lambda room: rules.member_add(
+                    room, player_id=user_id, name=name, now=now, quick_start_ms=quick_start_ms
+                ),
+            )
+        except store.RoomNotFound:
+            await store.room_forget(code)
+            continue
+        except (rules.RoomFull, rules.GameAlreadyStarted):
+            await store.quick_close(code)
+            continue
+        await _after_member_added(room)
+        return room
+    room = await room_create(
+        host_id=user_id, settings_raw={"max_players": rules.QUICK_MAX_PLAYERS}, quick=True
+    )
+    room, _ = await store.room_update(
+        room.code,
+        lambda room: rules.member_add(room, player_id=user_id, name=name, now=now_ms()),
+    )
+    await store.quick_open(room.code, room.created_at)
+    return room
+
+
+async def _after_member_added(room: Room) -> None:
+    if len(room.players) >= room.settings.max_players:
+        await store.quick_close(room.code)
+        try:
+            await game_start(code=room.code, by=None)
+        except rules.NotInLobby:
+            pass  # another process started it first
+    elif room.next_at is not None and len(room.players) == 2:
+        await scheduler.run_at(scheduler.QUICKMATCH_AUTOSTART, args=[room.code], due_ms=room.next_at)
+
+
+async def quickmatch_autostart(*, code: str) -> bool:
+    """Start a quick-match room whose start timer is due; True if this call started it."""
+    try:
+        room = await store.room_get(code)
+    except store.RoomNotFound:
+        return False
+    if room.status != LOBBY or not room.quick or room.next_at is None:
+        return False
+    if not await _wait_until(room.next_at):
+        return False
+    try:
+        await game_start(code=code, by=None)
+    except rules.NotInLobby:
+        return False
+    return True
+
+
+# --- Ending -------------------------------------------------------------------------------------
+
+
+def _results_write(game_id: str, code: str, rows: list[dict[str, Any]], finished_at: int) -> int:
+    created_at = timezone.datetime.fromtimestamp(finished_at / 1000, tz=timezone.UTC)
+    with transaction.atomic():
+        # The unique (game_id, user) constraint makes a retried or raced write a no-op.
+        created = GameResult.objects.bulk_create(
+            [GameResult(game_id=game_id, room=code, created_at=created_at, **row) for row in rows],
+            ignore_conflicts=True,
+        )
+    return len(created)
+
+
+async def results_store(*, code: str) -> bool:
+    """Write the finished game's results once; True if they are stored (now or before)."""
+    try:
+        room = await store.room_get(code)
+    except store.RoomNotFound:
+        return False
+    if room.status != FINISHED:
+        return False
+    if room.results_stored:
+        return True
+    assert room.game_id is not None and room.finished_at is not None
+    await database_sync_to_async(_results_write)(
+        room.game_id, room.code, rules.results(room), room.finished_at
+    )
+
+    def mark(room: Room) -> None:
+        room.results_stored = True
+
+    await store.room_update(code, mark)
+    return True
+
+
+async def room_abandon(*, code: str) -> bool:
+    """Abandon a room nobody has been connected to for too long; True if this call did."""
+    now = now_ms()
+    try:
+        room, _ = await store.room_update(code, lambda room: rules.abandon(room, now=now))
+    except store.RoomNotFound:
+        return False
+    if room.quick:
+        await store.quick_close(code)
+    return True
+
+
+# --- After every transition ----------------------------------------------------------------------
+
+
+async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
+    """Publish a transition's events, then arm the timers its new state needs."""
+    await events.publish(room.code, evts)
+    for event in evts:
+        kind = event["type"]
+        if kind == "question":
+            await scheduler.run_at(
+                scheduler.ROUND_DEADLINE,
+                args=[room.code, event["round"]],
+                due_ms=event["deadline"],
+            )
+        elif kind == "round_result" and room.status == PLAYING and room.round is not None:
+            number = event["round"]
+            if room.settings.reveal_ms == 0:
+                await round_advance_due(code=room.code, round_number=number)
+            elif room.next_at is not None:
+                await scheduler.run_at(
+                    scheduler.ROUND_ADVANCE, args=[room.code, number], due_ms=room.next_at
+                )
+        elif kind == "game_over":
+            try:
+                await results_store(code=room.code)
+            except Exception:
+                # The sweeper retries until the rows are written.
+                logger.exception("results_store failed", extra={"room": room.code})
+
+
+# --- Sweeper ------------------------------------------------------------------------------------
+
+
+async def _prune_dead_connections(rooms: list[Room]) -> None:
+    instances = {store.conn_instance(c) for room in rooms for p in room.players for c in p.conns}
+    alive = await store.instances_alive(instances)
+    for room in rooms:
+        dead = [(p.id, c) for p in room.players for c in p.conns if store.conn_instance(c) not in alive]
+        for player_id, conn in dead:
+            await room_disconnect(code=room.code, user_id=player_id, conn=conn)
+
+
+async def rooms_sweep() -> dict[str, int]:
+    """Do every overdue step whose timer was lost (dead worker, dead web process)."""
+    done: dict[str, int] = {}
+    rooms: list[Room] = []
+    for code in await store.rooms_active():
+        try:
+            rooms.append(await store.room_get(code))
+        except store.RoomNotFound:
+            await store.room_forget(code)
+            done["forgotten"] = done.get("forgotten", 0) + 1
+    await _prune_dead_connections(rooms)
+    now = now_ms()
+    for room in rooms:
+        try:
+            room = await store.room_get(room.code)
+        except store.RoomNotFound:
+            continue
+        step = rules.due(
+            room,
+            now=now,
+            grace_ms=round(settings.NUXTEST_SWEEP_GRACE_SECONDS * 1000),
+            abandon_ms=round(settings.NUXTEST_ABANDON_SECONDS * 1000),
+            lobby_idle_ms=round(settings.NUXTEST_LOBBY_IDLE_SECONDS * 1000),
+        )
+        if step is None:
+            continue
+        ok = False
+        if step == rules.SWEEP_ABANDON:
+            ok = await room_abandon(code=room.code)
+        elif step == rules.SWEEP_CLOSE and room.round is not None:
+            ok = await round_close_due(code=room.code, round_number=room.round.number)
+        elif step == rules.SWEEP_ADVANCE and room.round is not None:
+            ok = await round_advance_due(code=room.code, round_number=room.round.number)
+        elif step == rules.SWEEP_AUTOSTART:
+            ok = await quickmatch_autostart(code=room.code)
+        elif step == rules.SWEEP_STORE_RESULTS:
+            ok = await results_store(code=room.code)
+        if ok:
+            done[step] = done.get(step, 0) + 1
+    return done
+
+
+# --- Health -------------------------------------------------------------------------------------
+
+
+def _database_ping() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def readiness() -> dict[str, bool]:
+    """Whether the database and Redis answer."""
+    checks = {"database": False, "redis": False}
+    try:
+        await sync_to_async(_database_ping)()
+        checks["database"] = True
+    except Exception:
+        logger.warning("readiness: database unreachable", exc_info=True)
+    try:
+        checks["redis"] = await asyncio.wait_for(store.ping(), timeout=2)
+    except Exception:
+        logger.warning("readiness: redis unreachable", exc_info=True)
+    return checks

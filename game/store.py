@@ -1,0 +1,207 @@
+"""The one module that owns game state in Redis.
+
+Key layout (all under settings.NUXTEST_REDIS_PREFIX):
+
+    room:<CODE>          JSON of `engine.model.Room` (with its format version)
+    rooms:active         set of codes the sweeper looks after
+    quick:open           sorted set of open quick-match rooms, scored by creation time
+    instance:<ID>        heartbeat of a live web process (expires when it dies)
+    userconns:<USER>     sorted set of a user's open WebSocket connections
+
+Every change to a room is a WATCH/MULTI transaction over its key, so a transition is
+applied exactly once whichever process or worker attempts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import WatchError
+
+from game.engine.model import ABANDONED, FINISHED, Room, room_from_dict, room_to_dict
+
+T = TypeVar("T")
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class RoomNotFound(Exception):
+    """No room with this code (never created, or forgotten after it ended)."""
+
+
+class RoomExists(Exception):
+    """A room with this code exists already."""
+
+
+def client() -> aioredis.Redis:
+    """The Redis client of the running event loop (clients cannot be shared across loops)."""
+    loop = asyncio.get_running_loop()
+    conn = _clients.get(loop)
+    if conn is None:
+        conn = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        _clients[loop] = conn
+    return conn
+
+
+def key(*parts: str | int) -> str:
+    """A project key: the configured prefix, then the parts joined by ':'."""
+    return settings.NUXTEST_REDIS_PREFIX + ":".join(str(p) for p in parts)
+
+
+def _encode(room: Room) -> bytes:
+    return json.dumps(room_to_dict(room), separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes) -> Room:
+    return room_from_dict(json.loads(raw))
+
+
+def _ttl_for(room: Room) -> int | None:
+    # Ended rooms stay readable (reconnects, late clients) for a while, then expire.
+    if room.status in (FINISHED, ABANDONED):
+        return settings.NUXTEST_ROOM_RETENTION_SECONDS
+    return None
+
+
+async def room_create(room: Room) -> None:
+    """Store a new room; RoomExists if the code is taken."""
+    r = client()
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.set(key("room", room.code), _encode(room), nx=True)
+        pipe.sadd(key("rooms", "active"), room.code)
+        created, _ = await pipe.execute()
+    if not created:
+        raise RoomExists(room.code)
+
+
+async def room_get(code: str) -> Room:
+    """The room's current state; RoomNotFound if there is none."""
+    raw = await client().get(key("room", code))
+    if raw is None:
+        raise RoomNotFound(code)
+    return _decode(raw)
+
+
+async def room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
+    """Apply `change` to the room atomically (optimistic WATCH/MULTI, retried on conflict).
+
+    `change` mutates the room it is given and returns a value; it may raise to abort,
+    and it may run more than once, so it must have no side effects besides the room.
+    The room is written only if `change` altered it.
+    """
+    k = key("room", code)
+    async with client().pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(k)
+                raw = await pipe.get(k)
+                if raw is None:
+                    raise RoomNotFound(code)
+                room = _decode(raw)
+                result = change(room)
+                encoded = _encode(room)
+                if encoded == raw:
+                    await pipe.unwatch()
+                    return room, result
+                pipe.multi()
+                pipe.set(k, encoded, ex=_ttl_for(room))
+                await pipe.execute()
+                return room, result
+            except WatchError:
+                continue
+
+
+async def rooms_active() -> list[str]:
+    """Codes of rooms the sweeper looks after."""
+    return sorted(c.decode() for c in await client().smembers(key("rooms", "active")))
+
+
+async def room_forget(code: str) -> None:
+    """Stop looking after a room whose key has expired or been removed."""
+    r = client()
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.srem(key("rooms", "active"), code)
+        pipe.zrem(key("quick", "open"), code)
+        await pipe.execute()
+
+
+async def quick_open(code: str, created_at: int) -> None:
+    """List a quick-match room as open for matchmaking."""
+    await client().zadd(key("quick", "open"), {code: created_at})
+
+
+async def quick_close(code: str) -> None:
+    """Take a quick-match room off the matchmaking list (full or started)."""
+    await client().zrem(key("quick", "open"), code)
+
+
+async def quick_candidates(limit: int = 20) -> list[str]:
+    """Open quick-match rooms, oldest first."""
+    return [c.decode() for c in await client().zrange(key("quick", "open"), 0, limit - 1)]
+
+
+async def instance_heartbeat(instance_id: str, ttl_seconds: int) -> None:
+    """Mark a web process alive for the next `ttl_seconds`."""
+    await client().set(key("instance", instance_id), b"1", ex=ttl_seconds)
+
+
+async def instance_gone(instance_id: str) -> None:
+    """Forget a web process's heartbeat (it is shutting down)."""
+    await client().delete(key("instance", instance_id))
+
+
+async def instances_alive(instance_ids: Iterable[str]) -> set[str]:
+    """The subset of these web-process ids whose heartbeat is current."""
+    ids = sorted(set(instance_ids))
+    if not ids:
+        return set()
+    found = await client().mget([key("instance", i) for i in ids])
+    return {i for i, v in zip(ids, found, strict=True) if v is not None}
+
+
+def conn_instance(conn: str) -> str:
+    """The web-process id part of a connection id ("<instance>|<channel>")."""
+    return conn.split("|", 1)[0]
+
+
+async def user_conn_add(user_id: int, conn: str, *, limit: int, now: int) -> bool:
+    """Count a new connection of a user; False (and nothing kept) if over `limit`.
+
+    Connections of web processes that died are pruned first, so a crash does not lock
+    a player out.
+    """
+    r = client()
+    k = key("userconns", user_id)
+    members = [m.decode() for m in await r.zrange(k, 0, -1)]
+    alive = await instances_alive(conn_instance(m) for m in members)
+    dead = [m for m in members if conn_instance(m) not in alive]
+    async with r.pipeline(transaction=True) as pipe:
+        if dead:
+            pipe.zrem(k, *dead)
+        pipe.zadd(k, {conn: now})
+        pipe.zcard(k)
+        pipe.expire(k, 86400)
+        *_, count, _ = await pipe.execute()
+    if count > limit:
+        await r.zrem(k, conn)
+        return False
+    return True
+
+
+async def user_conn_remove(user_id: int, conn: str) -> None:
+    """Forget a closed connection of a user."""
+    await client().zrem(key("userconns", user_id), conn)
+
+
+async def ping() -> bool:
+    """True if Redis answers."""
+    return bool(await client().ping())
+

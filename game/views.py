@@ -1,0 +1,76 @@
+"""Server-rendered pages (the browser client) and health endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from game import services
+from game.engine import rules
+from game.models import Category
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    """The lobby: create a room, join one by code, or quick match."""
+    context: dict[str, Any] = {
+        "categories": Category.objects.order_by("name"),
+        "limits": rules.SETTING_LIMITS,
+    }
+    return render(request, "game/index.html", context)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account and log in."""
+    if request.method == "POST":
+        form = UserCreationForm(request.POST)
+        if form.is_valid():
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect(request.GET.get("next") or "index")
+    else:
+        form = UserCreationForm()
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def room(request: HttpRequest, code: str) -> HttpResponse:
+    """The game page of one room."""
+    code = code.upper()
+    if not rules.code_is_valid(code):
+        raise Http404("no such room")
+    return render(request, "game/room.html", {"code": code})
+
+
+def leaderboard(request: HttpRequest) -> HttpResponse:
+    """The leaderboard page (data from /api/leaderboard/)."""
+    return render(request, "game/leaderboard.html")
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    """The player's own results (data from /api/me/results/)."""
+    return render(request, "game/history.html")
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database and Redis answer (503 otherwise)."""
+    checks = async_to_sync(services.readiness)()
+    ready = all(checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503)

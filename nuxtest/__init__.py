@@ -1,0 +1,5 @@
+"""NuxTest Django project."""
+
+from nuxtest.celery import app as celery_app
+
+__all__ = ["celery_app"]

