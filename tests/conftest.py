@@ -1,0 +1,131 @@
+"""Shared fixtures: real Redis with a random key prefix per test, users, tokens, sockets."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from rest_framework_simplejwt.tokens import AccessToken
+
+ORIGIN = "http://localhost"
+PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def redis_prefix(settings: Any) -> Iterator[str]:
+    """Give each test its own Redis key space (state, channel layer, cache), removed after."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    settings.NUXTEST_REDIS_PREFIX = prefix
+    layers = copy.deepcopy(django_settings.CHANNEL_LAYERS)
+    layers["default"]["CONFIG"]["prefix"] = prefix + "asgi"
+    settings.CHANNEL_LAYERS = layers
+    caches = copy.deepcopy(django_settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = prefix + "cache"
+    settings.CACHES = caches
+    yield prefix
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def questions(transactional_db: None) -> None:
+    """The shipped question bank."""
+    call_command("loaddata", "questions", verbosity=0)
+
+
+@pytest.fixture
+def make_user(transactional_db: None) -> Callable[..., Any]:
+    """Create users: make_user("alice")."""
+
+    def make(username: str | None = None, password: str = PASSWORD) -> Any:
+        name = username or f"u{uuid.uuid4().hex[:8]}"
+        return get_user_model().objects.create_user(username=name, password=password)
+
+    return make
+
+
+def bearer(user: Any) -> str:
+    """An access JWT for a user."""
+    return str(AccessToken.for_user(user))
+
+
+async def ws_open(
+    code: str,
+    *,
+    user: Any | None = None,
+    token: str | None = None,
+    origin: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> WebsocketCommunicator:
+    """Open a WebSocket to a room through the real ASGI application (not yet connected)."""
+    from nuxtest.asgi import application
+
+    hdrs = list(headers or [])
+    if user is not None:
+        token = await sync_to_async(bearer)(user)
+    if token is not None:
+        hdrs.append((b"authorization", f"Bearer {token}".encode()))
+    if origin is not None:
+        hdrs.append((b"origin", origin.encode()))
+    return WebsocketCommunicator(application, f"/ws/rooms/{code}/", headers=hdrs)
+
+
+async def ws_join(code: str, user: Any, **kwargs: Any) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    """Connect a player to a room and return the communicator and its first `state` frame."""
+    comm = await ws_open(code, user=user, **kwargs)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    frame = await recv(comm)
+    assert frame["type"] == "state", frame
+    return comm, frame
+
+
+async def recv(comm: WebsocketCommunicator, timeout: float = 5) -> dict[str, Any]:
+    """The next JSON frame."""
+    return json.loads(await comm.receive_from(timeout=timeout))
+
+
+async def recv_until(comm: WebsocketCommunicator, kind: str, timeout: float = 10) -> dict[str, Any]:
+    """Skip frames until one of type `kind` arrives."""
+    while True:
+        frame = await recv(comm, timeout)
+        if frame["type"] == kind:
+            return frame
+
+
+async def send(comm: WebsocketCommunicator, frame: dict[str, Any]) -> None:
+    """Send a JSON frame."""
+    await comm.send_to(text_data=json.dumps(frame))
+
+
+async def closed_with(comm: WebsocketCommunicator, timeout: float = 5) -> int:
+    """Wait for the server to close the socket; return its close code."""
+    while True:
+        out = await comm.receive_output(timeout)
+        if out["type"] == "websocket.close":
+            return int(out.get("code", 1000))
+
+
+@pytest.fixture
+async def close_all() -> AsyncIterator[list[WebsocketCommunicator]]:
+    """Collect communicators; they are disconnected at the end of the test."""
+    comms: list[WebsocketCommunicator] = []
+    yield comms
+    for comm in comms:
+        try:
+            await comm.disconnect(timeout=2)
+        except Exception:  # noqa: S110 - already closed by the server
+            pass
