@@ -1,0 +1,171 @@
+"""Real processes for end-to-end tests: two Daphne instances, a Celery worker and beat.
+
+They share the test database (pytest-django's, reached by a DATABASE_URL built from its
+settings) and the suite's Redis under a key prefix and Celery queue of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LOGS = ROOT / "tests" / "artifacts" / "e2e-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def database_url(db: dict[str, Any]) -> str:
+    """A DATABASE_URL naming the test database pytest-django created."""
+    engine = db["ENGINE"].rsplit(".", 1)[-1]
+    if engine == "sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[engine]
+    auth = quote(db.get("USER") or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"{scheme}://{auth}@{host}{port}/{db['NAME']}"
+
+
+@dataclass
+class Stack:
+    """The running processes and how to reach them."""
+
+    env: dict[str, str]
+    web_urls: list[str] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.web_urls[0]
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = open(LOGS / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self, name: str) -> str:
+        port = free_port()
+        self.start(
+            name,
+            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "nuxtest.asgi:application"],
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/healthz", self.procs[name])
+        self.web_urls.append(url)
+        return url
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        proc = self.start(
+            name,
+            [
+                str(BIN / "celery"), "-A", "nuxtest", "worker", "--loglevel=INFO",
+                "--concurrency=2", "--without-mingle", "--without-gossip", "-n", f"{name}@%h",
+            ],
+        )
+        wait_worker(name, proc)
+        return proc
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}; see {LOGS}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout}s; see {LOGS}")
+
+
+def wait_worker(name: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until the worker logs that it is ready."""
+    deadline = time.monotonic() + timeout
+    log = LOGS / f"{name}.log"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {proc.returncode}; see {log}")
+        with open(log, "rb") as f:
+            if b" ready." in f.read():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"celery worker did not start in {timeout}s; see {log}")
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
+    """Two Daphne processes, a Celery worker and beat, on the test database."""
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}:"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "nuxtest.settings",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "NUXTEST_REDIS_PREFIX": prefix,
+        "CELERY_TASK_DEFAULT_QUEUE": prefix.rstrip(":"),
+        "NUXTEST_SWEEP_INTERVAL_SECONDS": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+    stack = Stack(env=env)
+    try:
+        stack.start_web("web1")
+        stack.start_web("web2")
+        stack.start_worker("worker1")
+        stack.start(
+            "beat",
+            [
+                str(BIN / "celery"), "-A", "nuxtest", "beat", "--loglevel=INFO",
+                "-s", str(LOGS / f"beat-schedule-{prefix.rstrip(':')}"),
+            ],
+        )
+        yield stack
+    finally:
+        for name in list(stack.procs):
+            stack.stop(name)
+
+
+@pytest.fixture
+def live(stack: Stack, transactional_db: None) -> Stack:
+    """The running stack, with the question bank loaded in the (flushed) test database."""
+    call_command("loaddata", "questions", verbosity=0)
+    return stack

@@ -1,0 +1,155 @@
+"""End to end: real Daphne, real Celery worker and beat, real Redis, real database, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+
+from game.models import GameResult
+from tests.e2e.client import Player, api, new_player
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def assert_contiguous(player: Player) -> None:
+    """Every broadcast after the first state follows the previous one by exactly 1."""
+    state = next(f for f in player.frames if f["type"] == "state")
+    seqs = [f["seq"] for f in player.broadcasts() if f["seq"] > state["seq"]]
+    assert seqs == list(range(state["seq"] + 1, state["seq"] + 1 + len(seqs))), seqs
+
+
+async def test_two_players_play_a_full_game_through_both_closing_paths(live):
+    alice, bob = new_player(live.url), new_player(live.url)
+    r = api(live.url, alice.token, "POST", "/api/rooms/", json={"rounds": 4, "answer_seconds": 1.5, "reveal_seconds": 0.2})
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    await alice.connect(code)
+    await bob.connect(code)
+    await alice.send({"type": "start"})
+    for n in range(1, 5):
+        q = await bob.next("question")
+        assert q["round"] == n and len(q["options"]) == 4 and "correct_option" not in q
+        await alice.send({"type": "answer", "round": n, "option": 0})
+        assert (await alice.next("answer_ack")) == {"type": "answer_ack", "round": n, "accepted": True}
+        if n % 2:  # odd rounds: both answer, the round closes at once
+            await bob.send({"type": "answer", "round": n, "option": 1})
+            assert (await bob.next("answer_ack"))["accepted"] is True
+        result = await alice.next("round_result")
+        closed_at = time.time() * 1000
+        assert result["round"] == n
+        assert [e["player"] for e in result["results"]] == [alice.user_id, bob.user_id]
+        if n % 2:
+            assert closed_at < q["deadline"], "the all-answered path must not wait for the deadline"
+        else:
+            assert closed_at >= q["deadline"] - 50, "the deadline path closes at the deadline"
+            assert result["results"][1]["option"] is None
+    over = await alice.next("game_over")
+    assert [s["rank"] for s in over["standings"]] == [1, 2]
+    assert_contiguous(alice)
+    assert_contiguous(bob)
+    await alice.close()
+    await bob.close()
+    for p in (alice, bob):
+        rows = await asyncio.to_thread(lambda p=p: api(live.url, p.token, "GET", "/api/me/results/").json())
+        assert len(rows) == 1 and rows[0]["room"] == code and rows[0]["rounds"] == 4
+    assert await GameResult.objects.filter(room=code).acount() == 2
+
+
+async def test_a_player_who_reconnects_mid_game_gets_the_state_and_plays_on(live):
+    alice, bob = new_player(live.url), new_player(live.url)
+    code = api(live.url, alice.token, "POST", "/api/rooms/", json={"rounds": 2, "answer_seconds": 3, "reveal_seconds": 0}).json()["code"]
+    await alice.connect(code)
+    await bob.connect(code)
+    await alice.send({"type": "start"})
+    q1 = await bob.next("question")
+    await bob.send({"type": "answer", "round": 1, "option": 2})
+    await bob.next("answer_ack")
+    await bob.close()
+    left = await alice.next("player_left")
+    assert left["player"]["id"] == bob.user_id
+    # Bob comes back on the other web instance.
+    state = await bob.connect(code, base=live.web_urls[1])
+    assert state["status"] == "playing" and state["round"] == 1
+    assert state["question"]["text"] == q1["text"] and state["question"]["answered"] is True
+    assert {p["id"]: p["connected"] for p in state["players"]} == {alice.user_id: True, bob.user_id: True}
+    await alice.send({"type": "answer", "round": 1, "option": 0})
+    await bob.next("round_result")
+    q2 = await bob.next("question")
+    assert q2["round"] == 2
+    await bob.send({"type": "answer", "round": 2, "option": 0})
+    await alice.send({"type": "answer", "round": 2, "option": 0})
+    await bob.next("game_over")
+    await alice.close()
+    await bob.close()
+    assert await GameResult.objects.filter(room=code).acount() == 2
+
+
+async def test_two_daphne_processes_serving_one_room_behave_as_one(live):
+    players = [new_player(live.url) for _ in range(4)]
+    host = players[0]
+    code = api(live.url, host.token, "POST", "/api/rooms/", json={"rounds": 3, "answer_seconds": 2, "reveal_seconds": 0}).json()["code"]
+    for i, p in enumerate(players):
+        await p.connect(code, base=live.web_urls[i % 2])
+    await host.send({"type": "start"})
+    for n in range(1, 4):
+        await asyncio.gather(*(p.next("question") for p in players))
+        for i, p in enumerate(players):
+            await p.send({"type": "answer", "round": n, "option": i % 4})
+        results = await asyncio.gather(*(p.next("round_result") for p in players))
+        assert all(r == results[0] for r in results), "every process relays the same result"
+        assert results[0]["results"][0]["player"] == host.user_id
+    overs = await asyncio.gather(*(p.next("game_over") for p in players))
+    assert all(o == overs[0] for o in overs)
+    for p in players:
+        assert_contiguous(p)
+        await p.close()
+    assert await GameResult.objects.filter(room=code).acount() == 4
+
+
+async def test_a_round_closes_exactly_once_when_answers_race_the_timer(live):
+    rounds = 12
+    players = [new_player(live.url) for _ in range(4)]
+    observer = players[0]
+    code = api(live.url, observer.token, "POST", "/api/rooms/", json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0}).json()["code"]
+    for i, p in enumerate(players):
+        await p.connect(code, base=live.web_urls[i % 2])
+    await observer.send({"type": "start"})
+    for n in range(1, rounds + 1):
+        q = await observer.next("question")
+        assert q["round"] == n
+        # Everybody answers right at the deadline, racing the Celery timer.
+        delay = (q["deadline"] - time.time() * 1000 - 3) / 1000
+        await asyncio.sleep(max(0.0, delay))
+        await asyncio.gather(*(p.send({"type": "answer", "round": n, "option": n % 4}) for p in players))
+        result = await observer.next("round_result")
+        assert result["round"] == n
+    await observer.next("game_over")
+    await asyncio.sleep(0.5)  # let any duplicate broadcast arrive if there were one
+    for p in players:
+        kinds = [f["type"] for f in p.broadcasts()]
+        assert kinds.count("round_result") == rounds
+        assert kinds.count("game_over") == 1
+        assert_contiguous(p)
+        await p.close()
+    assert await GameResult.objects.filter(room=code).acount() == 4
+
+
+async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_worker(live):
+    alice = new_player(live.url)
+    code = api(live.url, alice.token, "POST", "/api/rooms/", json={"rounds": 1, "answer_seconds": 3, "reveal_seconds": 0}).json()["code"]
+    await alice.connect(code)
+    await alice.send({"type": "start"})
+    q = await alice.next("question")
+    # The worker holding the round's timer dies; another worker takes over the sweeps.
+    live.stop("worker1", signal.SIGKILL)
+    live.start_worker("worker2")
+    result = await alice.next("round_result", timeout=20)
+    assert result["round"] == 1
+    assert time.time() * 1000 >= q["deadline"]
+    await alice.next("game_over")
+    await alice.close()
+    # Leave a worker under the usual name for later tests.
+    live.procs["worker1"] = live.procs.pop("worker2")
