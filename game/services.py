@@ -103,12 +103,18 @@ async def room_connect(*, code: str, user_id: int, name: str, conn: str) -> dict
     """
     now = now_ms()
 
-    def change(room: Room) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        evts = rules.connect(room, player_id=user_id, name=name, conn=conn, now=now)
-        return evts, rules.snapshot(room, player_id=user_id, now=now)
+    def change(room: Room) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+        members = len(room.players)
+        evts = rules.connect(
+            room, player_id=user_id, name=name, conn=conn, now=now, quick_start_ms=_quick_start_ms()
+        )
+        return evts, rules.snapshot(room, player_id=user_id, now=now), len(room.players) > members
 
-    room, (evts, snapshot) = await store.room_update(code, change)
+    room, (evts, snapshot, added) = await store.room_update(code, change)
     await _after(room, evts)
+    if added and room.quick:
+        # A quick-match seat taken through a shared link counts like one from matchmaking.
+        await _after_member_added(room)
     return snapshot
 
 
@@ -255,7 +261,7 @@ async def quickmatch_place(*, user_id: int, name: str) -> Room:
             continue
         if room.player(user_id) is not None and room.status == LOBBY:
             return room
-    quick_start_ms = round(settings.NUXTEST_QUICK_START_SECONDS * 1000)
+    quick_start_ms = _quick_start_ms()
     for code in candidates:
         now = now_ms()
         try:
@@ -282,6 +288,10 @@ async def quickmatch_place(*, user_id: int, name: str) -> Room:
     )
     await store.quick_open(room.code, room.created_at)
     return room
+
+
+def _quick_start_ms() -> int:
+    return round(settings.NUXTEST_QUICK_START_SECONDS * 1000)
 
 
 async def _after_member_added(room: Room) -> None:
@@ -364,7 +374,17 @@ async def room_abandon(*, code: str) -> bool:
 
 
 async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
-    """Publish a transition's events, then arm the timers its new state needs."""
+    """Publish a transition's events, then arm the timers its new state needs.
+
+    A finished game's results are written before `game_over` goes out, so a client that
+    reads its history on `game_over` finds the game there.
+    """
+    if any(e["type"] == "game_over" for e in evts):
+        try:
+            await results_store(code=room.code)
+        except Exception:
+            # The sweeper retries until the rows are written.
+            logger.exception("results_store failed", extra={"room": room.code})
     await events.publish(room.code, evts)
     for event in evts:
         kind = event["type"]
@@ -382,12 +402,6 @@ async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
                 await scheduler.run_at(
                     scheduler.ROUND_ADVANCE, args=[room.code, number], due_ms=room.next_at
                 )
-        elif kind == "game_over":
-            try:
-                await results_store(code=room.code)
-            except Exception:
-                # The sweeper retries until the rows are written.
-                logger.exception("results_store failed", extra={"room": room.code})
 
 
 # --- Sweeper ------------------------------------------------------------------------------------

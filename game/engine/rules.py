@@ -131,10 +131,11 @@ def settings_validate(raw: Mapping[str, Any]) -> RoomSettings:
         value = raw[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SettingsError(name, "must be a number")
+        # Range first: a huge JSON integer must be refused, not overflow a float.
+        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+            raise SettingsError(name, f"must be between {low:g} and {high:g}")
         if name in INTEGER_SETTINGS and not float(value).is_integer():
             raise SettingsError(name, "must be a whole number")
-        if not math.isfinite(value) or not low <= value <= high:
-            raise SettingsError(name, f"must be between {low:g} and {high:g}")
         values[name] = int(value) if name in INTEGER_SETTINGS else float(value)
     category = raw.get("category")
     if category is not None and (not isinstance(category, str) or not category.strip()):
@@ -185,9 +186,11 @@ def member_add(room: Room, *, player_id: int, name: str, now: int, quick_start_m
     return True
 
 
-def connect(room: Room, *, player_id: int, name: str, conn: str, now: int) -> list[Event]:
+def connect(
+    room: Room, *, player_id: int, name: str, conn: str, now: int, quick_start_ms: int = 0
+) -> list[Event]:
     """Open a connection for a player (joining the room at their first connection)."""
-    member_add(room, player_id=player_id, name=name, now=now)
+    member_add(room, player_id=player_id, name=name, now=now, quick_start_ms=quick_start_ms)
     player = room.player(player_id)
     assert player is not None
     if conn in player.conns:
