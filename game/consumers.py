@@ -14,9 +14,9 @@ import uuid
 import weakref
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.consumer import get_handler_name
 from django.conf import settings
 
 from game import events, services, store
@@ -181,9 +181,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "code": exc.code, "message": exc.message})
         except Exception:
             logger.exception("frame handling failed", extra={"room": self.code})
-            await self._send(
-                {"type": "error", "code": "internal_error", "message": "the server failed"}
-            )
+            await self._send({"type": "error", "code": "internal_error", "message": "the server failed"})
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         try:

@@ -160,32 +160,24 @@ async def game_start(*, code: str, by: int | None) -> None:
         raise rules.NotHost("only the host can start the game")
     if room.status != LOBBY:
         raise rules.NotInLobby("the game has already started")
-    questions = await database_sync_to_async(_questions_load)(
-        room.settings.category, room.settings.rounds
-    )
+    questions = await database_sync_to_async(_questions_load)(room.settings.category, room.settings.rounds)
     now = now_ms()
     game_id = str(uuid.uuid4())
     room, evts = await store.room_update(
         code,
-        lambda room: rules.start(
-            room, by=by, questions=questions, game_id=game_id, rng=_rng, now=now
-        ),
+        lambda room: rules.start(room, by=by, questions=questions, game_id=game_id, rng=_rng, now=now),
     )
     if room.quick:
         await store.quick_close(code)
     await _after(room, evts)
 
 
-async def answer_submit(
-    *, code: str, user_id: int, round_number: int, option: int
-) -> rules.AnswerOutcome:
+async def answer_submit(*, code: str, user_id: int, round_number: int, option: int) -> rules.AnswerOutcome:
     """Record an answer; the first one per round counts. May close the round."""
     now = now_ms()
     room, (outcome, evts) = await store.room_update(
         code,
-        lambda room: rules.answer(
-            room, player_id=user_id, round_number=round_number, option=option, now=now
-        ),
+        lambda room: rules.answer(room, player_id=user_id, round_number=round_number, option=option, now=now),
     )
     await _after(room, evts)
     return outcome
@@ -264,13 +256,14 @@ async def quickmatch_place(*, user_id: int, name: str) -> Room:
     quick_start_ms = _quick_start_ms()
     for code in candidates:
         now = now_ms()
-        try:
-            room, added = await store.room_update(
-                code,
-                lambda room: rules.member_add(
-                    room, player_id=user_id, name=name, now=now, quick_start_ms=quick_start_ms
-                ),
+
+        def seat(room: Room, now: int = now) -> bool:
+            return rules.member_add(
+                room, player_id=user_id, name=name, now=now, quick_start_ms=quick_start_ms
             )
+
+        try:
+            room, _ = await store.room_update(code, seat)
         except store.RoomNotFound:
             await store.room_forget(code)
             continue
@@ -399,9 +392,7 @@ async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
             if room.settings.reveal_ms == 0:
                 await round_advance_due(code=room.code, round_number=number)
             elif room.next_at is not None:
-                await scheduler.run_at(
-                    scheduler.ROUND_ADVANCE, args=[room.code, number], due_ms=room.next_at
-                )
+                await scheduler.run_at(scheduler.ROUND_ADVANCE, args=[room.code, number], due_ms=room.next_at)
 
 
 # --- Sweeper ------------------------------------------------------------------------------------

@@ -28,9 +28,7 @@ from game.engine.model import ABANDONED, FINISHED, Room, room_from_dict, room_to
 
 T = TypeVar("T")
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 
 
 class RoomNotFound(Exception):
@@ -121,7 +119,8 @@ async def room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
 
 async def rooms_active() -> list[str]:
     """Codes of rooms the sweeper looks after."""
-    return sorted(c.decode() for c in await client().smembers(key("rooms", "active")))
+    members: set[bytes] = await client().smembers(key("rooms", "active"))  # type: ignore[misc]
+    return sorted(c.decode() for c in members)
 
 
 async def room_forget(code: str) -> None:
@@ -204,4 +203,3 @@ async def user_conn_remove(user_id: int, conn: str) -> None:
 async def ping() -> bool:
     """True if Redis answers."""
     return bool(await client().ping())
-

@@ -6,7 +6,7 @@ from __future__ import annotations
 class TokenBucket:
     """`rate` tokens a second up to `burst`; each message takes one."""
 
-    __slots__ = ("rate", "burst", "tokens", "updated")
+    __slots__ = ("burst", "rate", "tokens", "updated")
 
     def __init__(self, *, rate: float, burst: int, now: float) -> None:
         self.rate = rate

@@ -29,6 +29,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def signup(request: HttpRequest) -> HttpResponse:
     """Create an account and log in."""
+    form: UserCreationForm[Any]
     if request.method == "POST":
         form = UserCreationForm(request.POST)
         if form.is_valid():

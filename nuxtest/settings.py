@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -102,28 +103,23 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key the project writes starts with this prefix (tests use a random one each).
 NUXTEST_REDIS_PREFIX = env_str("NUXTEST_REDIS_PREFIX", "nuxtest:")
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
-        "CONFIG": {
-            # channels-redis's default pool (100) raises MaxConnectionsError at a few hundred
-            # players; its default capacity (100 per process) silently drops group messages.
-            "hosts": [
-                {
-                    "address": REDIS_URL,
-                    "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
-                }
-            ],
-            "prefix": NUXTEST_REDIS_PREFIX + "asgi",
-            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
-            "expiry": env_int("CHANNEL_LAYER_EXPIRY", 60),
-        },
-    }
+CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
+_channel_layer_config: dict[str, Any] = {
+    # channels-redis's default pool (100) raises MaxConnectionsError at a few hundred
+    # players; its default capacity (100 per process) silently drops group messages.
+    "hosts": [
+        {
+            "address": REDIS_URL,
+            "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+        }
+    ],
+    "prefix": NUXTEST_REDIS_PREFIX + "asgi",
 }
-if CHANNEL_LAYERS["default"]["BACKEND"].endswith("RedisPubSubChannelLayer"):
+if not CHANNEL_LAYER_BACKEND.endswith("RedisPubSubChannelLayer"):
     # The pub/sub layer takes neither capacity nor expiry.
-    for _unused in ("capacity", "expiry"):
-        CHANNEL_LAYERS["default"]["CONFIG"].pop(_unused)
+    _channel_layer_config["capacity"] = env_int("CHANNEL_LAYER_CAPACITY", 1000)
+    _channel_layer_config["expiry"] = env_int("CHANNEL_LAYER_EXPIRY", 60)
+CHANNEL_LAYERS = {"default": {"BACKEND": CHANNEL_LAYER_BACKEND, "CONFIG": _channel_layer_config}}
 
 CACHES = {
     "default": {

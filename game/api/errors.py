@@ -33,9 +33,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         data["errors"] = exc.detail
         response.data = data
     elif isinstance(response.data, dict) and "detail" in response.data:
-        response.data = {"detail": str(response.data["detail"]), **{
-            k: v for k, v in response.data.items() if k != "detail"
-        }}
+        response.data = {
+            "detail": str(response.data["detail"]),
+            **{k: v for k, v in response.data.items() if k != "detail"},
+        }
     else:
         response.data = {"detail": response.data}
     return response

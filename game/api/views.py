@@ -29,6 +29,13 @@ LEADERBOARD_SIZE = 50
 HISTORY_SIZE = 100
 
 
+def user_id(request: Request) -> int:
+    """The authenticated caller's id (views here require authentication)."""
+    pk = request.user.pk
+    assert pk is not None
+    return int(pk)
+
+
 def ws_url(request: HttpRequest, code: str) -> str:
     """The absolute WebSocket URL of a room, on the host the client used."""
     scheme = "wss" if request.is_secure() else "ws"
@@ -86,7 +93,7 @@ class RoomCreateView(APIView):
         if not isinstance(raw, dict):
             raise ValidationError({"settings": "must be a JSON object"})
         try:
-            room = async_to_sync(services.room_create)(host_id=request.user.pk, settings_raw=raw)
+            room = async_to_sync(services.room_create)(host_id=user_id(request), settings_raw=raw)
         except rules.SettingsError as exc:
             raise ValidationError({exc.field: exc.message}) from exc
         summary = services.room_summary(room)
@@ -115,7 +122,7 @@ class MatchmakingView(APIView):
 
     def post(self, request: Request) -> Response:
         room = async_to_sync(services.quickmatch_place)(
-            user_id=request.user.pk, name=request.user.get_username()
+            user_id=user_id(request), name=request.user.get_username()
         )
         return Response({"code": room.code, "ws_url": ws_url(request, room.code)})
 
@@ -164,7 +171,7 @@ class MyResultsView(APIView):
     """GET /api/me/results/: the caller's results, newest first (at most 100)."""
 
     def get(self, request: Request) -> Response:
-        return Response(results_for(request.user.pk))
+        return Response(results_for(user_id(request)))
 
 
 def results_for(user_id: int) -> list[dict[str, Any]]:

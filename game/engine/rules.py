@@ -154,9 +154,7 @@ def code_is_valid(code: str) -> bool:
     return len(code) == CODE_LENGTH and all(c in CODE_ALPHABET for c in code)
 
 
-def room_new(
-    *, code: str, host: int | None, settings: RoomSettings, now: int, quick: bool = False
-) -> Room:
+def room_new(*, code: str, host: int | None, settings: RoomSettings, now: int, quick: bool = False) -> Room:
     """A new room in its lobby; nobody is connected yet."""
     return Room(code=code, host=host, settings=settings, created_at=now, quick=quick, empty_since=now)
 
@@ -285,7 +283,7 @@ def _open_round(room: Room, rng: random.Random, now: int) -> list[Event]:
 
 
 def points_for(*, remaining_ms: int, answer_ms: int) -> int:
-    """Points for a correct answer: round(500 + 500 × remaining / answer time), halves up."""
+    """Points for a correct answer: round(500 + 500 * remaining / answer time), halves up."""
     remaining_ms = max(0, min(remaining_ms, answer_ms))
     return math.floor(500 + 500 * remaining_ms / answer_ms + 0.5)
 
@@ -388,9 +386,7 @@ def abandon(room: Room, *, now: int) -> list[Event]:
 
 def standings(room: Room) -> list[dict[str, Any]]:
     """Players ordered by score, then lower total correct-answer time, then join order."""
-    order = sorted(
-        enumerate(room.players), key=lambda item: (-item[1].score, item[1].correct_ms, item[0])
-    )
+    order = sorted(enumerate(room.players), key=lambda item: (-item[1].score, item[1].correct_ms, item[0]))
     return [
         {"player": p.id, "name": p.name, "score": p.score, "rank": rank, "correct": p.correct}
         for rank, (_, p) in enumerate(order, start=1)
@@ -470,8 +466,7 @@ def snapshot(room: Room, *, player_id: int, now: int) -> dict[str, Any]:
         "host": room.host,
         "quick": room.quick,
         "players": [
-            {"id": p.id, "name": p.name, "connected": p.connected, "score": p.score}
-            for p in room.players
+            {"id": p.id, "name": p.name, "connected": p.connected, "score": p.score} for p in room.players
         ],
         "round": None if rnd is None else rnd.number,
         "question": question,

@@ -17,7 +17,7 @@ async def test_two_players_play_a_round_to_the_end(questions, make_user):
     room = await services.room_create(host_id=alice.pk, settings_raw={"rounds": 1, "answer_seconds": 5})
     a, state_a = await ws_join(room.code, alice)
     assert state_a["status"] == "lobby" and state_a["host"] == alice.pk
-    b, state_b = await ws_join(room.code, bob)
+    b, _ = await ws_join(room.code, bob)
     joined = await recv(a)
     assert joined["type"] == "player_joined" and joined["seq"] == state_a["seq"] + 1
     await send(a, {"type": "start"})

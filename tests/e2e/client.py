@@ -18,10 +18,14 @@ PASSWORD = "e2e-password-Quiz-42"
 def signup(base: str, name: str | None = None) -> tuple[str, str, int]:
     """Sign up through the API and get an access token: (username, token, user id)."""
     username = name or f"p{uuid.uuid4().hex[:10]}"
-    r = requests.post(f"{base}/api/auth/signup/", json={"username": username, "password": PASSWORD}, timeout=10)
+    r = requests.post(
+        f"{base}/api/auth/signup/", json={"username": username, "password": PASSWORD}, timeout=10
+    )
     assert r.status_code == 201, r.text
     user_id = r.json()["id"]
-    r = requests.post(f"{base}/api/auth/token/", json={"username": username, "password": PASSWORD}, timeout=10)
+    r = requests.post(
+        f"{base}/api/auth/token/", json={"username": username, "password": PASSWORD}, timeout=10
+    )
     assert r.status_code == 200, r.text
     return username, r.json()["access"], user_id
 

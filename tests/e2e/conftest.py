@@ -64,7 +64,7 @@ class Stack:
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         LOGS.mkdir(parents=True, exist_ok=True)
-        log = open(LOGS / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        log = open(LOGS / f"{name}.log", "wb")
         proc = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -86,8 +86,16 @@ class Stack:
         proc = self.start(
             name,
             [
-                str(BIN / "celery"), "-A", "nuxtest", "worker", "--loglevel=INFO",
-                "--concurrency=2", "--without-mingle", "--without-gossip", "-n", f"{name}@%h",
+                str(BIN / "celery"),
+                "-A",
+                "nuxtest",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"{name}@%h",
             ],
         )
         wait_worker(name, proc)
@@ -154,8 +162,13 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
         stack.start(
             "beat",
             [
-                str(BIN / "celery"), "-A", "nuxtest", "beat", "--loglevel=INFO",
-                "-s", str(LOGS / f"beat-schedule-{prefix.rstrip(':')}"),
+                str(BIN / "celery"),
+                "-A",
+                "nuxtest",
+                "beat",
+                "--loglevel=INFO",
+                "-s",
+                str(LOGS / f"beat-schedule-{prefix.rstrip(':')}"),
             ],
         )
         yield stack

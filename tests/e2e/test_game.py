@@ -23,7 +23,13 @@ def assert_contiguous(player: Player) -> None:
 
 async def test_two_players_play_a_full_game_through_both_closing_paths(live):
     alice, bob = new_player(live.url), new_player(live.url)
-    r = api(live.url, alice.token, "POST", "/api/rooms/", json={"rounds": 4, "answer_seconds": 1.5, "reveal_seconds": 0.2})
+    r = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 4, "answer_seconds": 1.5, "reveal_seconds": 0.2},
+    )
     assert r.status_code == 201, r.text
     code = r.json()["code"]
     await alice.connect(code)
@@ -60,7 +66,13 @@ async def test_two_players_play_a_full_game_through_both_closing_paths(live):
 
 async def test_a_player_who_reconnects_mid_game_gets_the_state_and_plays_on(live):
     alice, bob = new_player(live.url), new_player(live.url)
-    code = api(live.url, alice.token, "POST", "/api/rooms/", json={"rounds": 2, "answer_seconds": 3, "reveal_seconds": 0}).json()["code"]
+    code = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 2, "answer_seconds": 3, "reveal_seconds": 0},
+    ).json()["code"]
     await alice.connect(code)
     await bob.connect(code)
     await alice.send({"type": "start"})
@@ -90,7 +102,13 @@ async def test_a_player_who_reconnects_mid_game_gets_the_state_and_plays_on(live
 async def test_two_daphne_processes_serving_one_room_behave_as_one(live):
     players = [new_player(live.url) for _ in range(4)]
     host = players[0]
-    code = api(live.url, host.token, "POST", "/api/rooms/", json={"rounds": 3, "answer_seconds": 2, "reveal_seconds": 0}).json()["code"]
+    code = api(
+        live.url,
+        host.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 3, "answer_seconds": 2, "reveal_seconds": 0},
+    ).json()["code"]
     for i, p in enumerate(players):
         await p.connect(code, base=live.web_urls[i % 2])
     await host.send({"type": "start"})
@@ -113,7 +131,13 @@ async def test_a_round_closes_exactly_once_when_answers_race_the_timer(live):
     rounds = 12
     players = [new_player(live.url) for _ in range(4)]
     observer = players[0]
-    code = api(live.url, observer.token, "POST", "/api/rooms/", json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0}).json()["code"]
+    code = api(
+        live.url,
+        observer.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0},
+    ).json()["code"]
     for i, p in enumerate(players):
         await p.connect(code, base=live.web_urls[i % 2])
     await observer.send({"type": "start"})
@@ -139,7 +163,13 @@ async def test_a_round_closes_exactly_once_when_answers_race_the_timer(live):
 
 async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_worker(live):
     alice = new_player(live.url)
-    code = api(live.url, alice.token, "POST", "/api/rooms/", json={"rounds": 1, "answer_seconds": 3, "reveal_seconds": 0}).json()["code"]
+    code = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 1, "answer_seconds": 3, "reveal_seconds": 0},
+    ).json()["code"]
     await alice.connect(code)
     await alice.send({"type": "start"})
     q = await alice.next("question")
