@@ -1,0 +1,72 @@
+/* NuxTest — the leaderboard page: /api/leaderboard/?period=day|week|all into #leaderboard. */
+(function () {
+  'use strict';
+
+  const { getJSON, el, readJSONScript } = window.NuxTest;
+  const app = document.getElementById('leaderboard-app');
+  if (!app) return;
+
+  const PERIODS = ['day', 'week', 'all'];
+  const table = document.getElementById('leaderboard');
+  const body = table.tBodies[0];
+  const errorNode = document.getElementById('leaderboard-error');
+  const tabs = Array.from(app.querySelectorAll('.tab[data-period]'));
+  const myId = readJSONScript('user-id');
+  let current = null;
+  let requestNo = 0;
+
+  function message(text, cls) {
+    body.replaceChildren(el('tr', { class: cls || 'placeholder' }, el('td', { colspan: 4 }, text)));
+  }
+
+  async function load(period, push) {
+    if (!PERIODS.includes(period)) period = 'week';
+    current = period;
+    const mine = ++requestNo;
+    for (const tab of tabs) {
+      const selected = tab.dataset.period === period;
+      tab.setAttribute('aria-selected', String(selected));
+      tab.classList.toggle('active', selected);
+    }
+    table.dataset.period = period;
+    table.setAttribute('aria-busy', 'true');
+    errorNode.hidden = true;
+    if (push) {
+      const url = new URL(location.href);
+      url.searchParams.set('period', period);
+      history.replaceState(null, '', url);
+    }
+    try {
+      const data = await getJSON(`${app.dataset.apiUrl}?period=${encodeURIComponent(period)}`);
+      if (mine !== requestNo) return; // a newer tab was chosen meanwhile
+      const results = (data && data.results) || [];
+      if (!results.length) {
+        message('No games in this period yet.', 'empty');
+      } else {
+        body.replaceChildren(...results.map((r) => el('tr', {
+          class: `leader${r.player === myId ? ' me' : ''}${r.rank <= 3 ? ` top top-${r.rank}` : ''}`,
+          dataset: { player: String(r.player) },
+        },
+        el('td', { class: 'num rank' }, String(r.rank)),
+        el('td', { class: 'name' }, r.name),
+        el('td', { class: 'num score' }, Number(r.score).toLocaleString()),
+        el('td', { class: 'num games' }, String(r.games)))));
+      }
+    } catch (err) {
+      if (mine !== requestNo) return;
+      message('The leaderboard could not be loaded.', 'error');
+      errorNode.textContent = err.detail || String(err);
+      errorNode.hidden = false;
+    } finally {
+      if (mine === requestNo) table.setAttribute('aria-busy', 'false');
+    }
+  }
+
+  for (const tab of tabs) {
+    tab.addEventListener('click', () => {
+      if (tab.dataset.period !== current) load(tab.dataset.period, true);
+    });
+  }
+  const initial = new URLSearchParams(location.search).get('period');
+  load(PERIODS.includes(initial) ? initial : 'week', false);
+})();

@@ -1,0 +1,100 @@
+/* NuxTest — the lobby page: create a room, join one by code, quick match. */
+(function () {
+  'use strict';
+
+  const { postJSON } = window.NuxTest;
+  const CODE_RE = /^[ABCDEFGHJKLMNPQRSTUVWXYZ23456789]{6}$/;
+  const NUMBER_FIELDS = ['rounds', 'answer_seconds', 'reveal_seconds', 'max_players'];
+
+  function showError(node, message) {
+    if (!node) return;
+    node.textContent = message || '';
+    node.hidden = !message;
+  }
+
+  function roomUrl(base, code) {
+    return `${base || '/rooms/'}${encodeURIComponent(code)}/`;
+  }
+
+  // --- Create a room ---------------------------------------------------------------------
+  const createForm = document.getElementById('create-form');
+  if (createForm) {
+    const errorNode = document.getElementById('create-error');
+    const button = document.getElementById('create-button');
+
+    createForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      showError(errorNode, '');
+      for (const input of createForm.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+
+      const settings = {};
+      for (const name of NUMBER_FIELDS) {
+        const input = createForm.elements[name];
+        const raw = input.value.trim();
+        const value = Number(raw);
+        if (raw === '' || !Number.isFinite(value)) {
+          input.setAttribute('aria-invalid', 'true');
+          input.focus();
+          showError(errorNode, `${name}: must be a number`);
+          return;
+        }
+        settings[name] = value;
+      }
+      const category = createForm.elements.category.value;
+      settings.category = category === '' ? null : category;
+
+      button.disabled = true;
+      button.textContent = 'Creating…';
+      try {
+        const data = await postJSON(createForm.dataset.apiUrl, settings);
+        location.assign(roomUrl(createForm.dataset.roomUrl, data.code));
+      } catch (err) {
+        const field = err.field && createForm.elements[err.field];
+        if (field) field.setAttribute('aria-invalid', 'true');
+        showError(errorNode, err.detail || String(err));
+        button.disabled = false;
+        button.textContent = 'Create room';
+      }
+    });
+  }
+
+  // --- Join by code ----------------------------------------------------------------------
+  const joinForm = document.getElementById('join-form');
+  if (joinForm) {
+    const errorNode = document.getElementById('join-error');
+    joinForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      let raw = joinForm.elements.code.value.trim();
+      // Accept an invite link as well as a bare code.
+      const fromLink = raw.match(/\/rooms\/([^/?#\s]+)/i);
+      if (fromLink) raw = fromLink[1];
+      const code = raw.replace(/[\s-]/g, '').toUpperCase();
+      if (!CODE_RE.test(code)) {
+        showError(errorNode, code ? `“${code}” is not a room code: 6 letters or digits (no 0, 1, I or O)` : 'Enter a room code');
+        joinForm.elements.code.focus();
+        return;
+      }
+      showError(errorNode, '');
+      location.assign(roomUrl(joinForm.dataset.roomUrl, code));
+    });
+  }
+
+  // --- Quick match -----------------------------------------------------------------------
+  const quickButton = document.getElementById('quick-match-button');
+  if (quickButton) {
+    const errorNode = document.getElementById('quick-error');
+    quickButton.addEventListener('click', async () => {
+      showError(errorNode, '');
+      quickButton.disabled = true;
+      quickButton.textContent = 'Finding a room…';
+      try {
+        const data = await postJSON(quickButton.dataset.apiUrl, {});
+        location.assign(roomUrl(quickButton.dataset.roomUrl, data.code));
+      } catch (err) {
+        showError(errorNode, err.detail || String(err));
+        quickButton.disabled = false;
+        quickButton.textContent = 'Quick match';
+      }
+    });
+  }
+})();

@@ -1,0 +1,758 @@
+/* NuxTest — the game page: one WebSocket to /ws/rooms/<CODE>/ (protocol: GAME.md).
+ *
+ * The `state` frame is the source of truth; broadcast frames carry `seq` and are applied
+ * only in order (a gap asks for a fresh `state` with `sync`). The countdown uses the server
+ * clock, estimated with ping/pong. Refused connections (4401/4403/4404/4409/4429) are not
+ * retried; any other close reconnects with backoff and the next `state` restores the page.
+ */
+(function () {
+  'use strict';
+
+  const { el, readJSONScript } = window.NuxTest;
+
+  const app = document.getElementById('room-app');
+  if (!app) return;
+
+  const CODE = readJSONScript('room-code');
+  const MY_ID = readJSONScript('user-id');
+
+  const BROADCASTS = new Set([
+    'player_joined', 'player_left', 'game_started', 'question', 'round_result', 'game_over',
+  ]);
+  const FATAL_CLOSES = {
+    4403: 'Not allowed: this connection was refused (origin or permission).',
+    4404: 'No such room: check the code or the invite link.',
+    4409: 'Room full or game already started: you cannot join this room.',
+    4429: 'Too many connections: close other tabs of NuxTest and reload this page.',
+  };
+  const REFUSALS = {
+    wrong_round: 'That answer was for another round.',
+    round_closed: 'Too late: the round has closed.',
+    already_answered: 'You have already answered this round.',
+  };
+  const PING_EVERY_MS = 15000;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 5000;
+  const SYNC_RETRY_MS = 5000;
+  const LETTERS = ['A', 'B', 'C', 'D'];
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $('status'),
+    connection: $('connection'),
+    settings: $('settings-summary'),
+    notice: $('notice'),
+    error: $('error'),
+    connectingPanel: $('connecting-panel'),
+    lobbyPanel: $('lobby-panel'),
+    lobbyHint: $('lobby-hint'),
+    start: $('start-button'),
+    gamePanel: $('game-panel'),
+    roundLabel: $('round-label'),
+    countdown: $('countdown'),
+    countdownBar: $('countdown-bar'),
+    question: $('question-text'),
+    options: Array.from(document.querySelectorAll('#options button.option')),
+    answerStatus: $('answer-status'),
+    roundResult: $('round-result'),
+    finalPanel: $('final-panel'),
+    standings: $('standings'),
+    abandonedPanel: $('abandoned-panel'),
+    players: $('players'),
+    grid: $('room-grid'),
+    playerCount: $('player-count'),
+    invite: $('invite-link'),
+    copy: $('copy-invite'),
+    copyFeedback: $('copy-feedback'),
+  };
+
+  // --- Client-side model of the room --------------------------------------------------------
+  const room = {
+    known: false, // a `state` has been received
+    status: null,
+    settings: null,
+    host: null,
+    quick: false,
+    players: [], // [{id, name, connected, score}] in join order
+    round: null,
+    question: null, // {round, text, options, deadline, open}
+    result: null, // the last round_result frame
+    nextAt: null, // local estimate of the next question (reveal pause)
+    standings: null, // from game_over (or rebuilt from the state once finished)
+    standingsExact: false,
+  };
+  const myAnswers = new Map(); // round -> {option: int|null, state: 'pending'|'accepted'|'refused', reason}
+
+  let ws = null;
+  let lastSeq = null;
+  let awaitingState = true;
+  let syncRequestedAt = 0;
+  let offset = 0; // server clock − local clock, ms
+  let offsetFromPong = false;
+  let pingTimer = null;
+  let reconnectTimer = null;
+  let backoff = BACKOFF_MIN_MS;
+  let fatal = false;
+  let leaving = false;
+  let errorTimer = null;
+  let startPending = false;
+
+  const serverNow = () => Date.now() + offset;
+  const playerById = (id) => room.players.find((p) => p.id === id) || null;
+  const playerName = (id) => {
+    const p = playerById(id);
+    return p ? p.name : `player ${id}`;
+  };
+
+  // --- Storage of final standings (so that a reload after game_over keeps the table) --------
+  const storageKey = `nuxtest:standings:${CODE}`;
+  function standingsSave(list) {
+    try { sessionStorage.setItem(storageKey, JSON.stringify(list)); } catch (err) { /* private mode */ }
+  }
+  function standingsLoad() {
+    try {
+      const raw = sessionStorage.getItem(storageKey);
+      return raw ? JSON.parse(raw) : null;
+    } catch (err) {
+      return null;
+    }
+  }
+  function standingsForget() {
+    try { sessionStorage.removeItem(storageKey); } catch (err) { /* ignore */ }
+  }
+
+  // --- Connection ---------------------------------------------------------------------------
+  function wsUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    return `${scheme}://${location.host}/ws/rooms/${encodeURIComponent(CODE)}/`;
+  }
+
+  function send(frame) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function setConnection(state, text) {
+    ui.connection.dataset.state = state;
+    ui.connection.textContent = text;
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (fatal || leaving) return;
+    awaitingState = true;
+    let socket;
+    try {
+      socket = new WebSocket(wsUrl());
+    } catch (err) {
+      scheduleReconnect();
+      return;
+    }
+    ws = socket;
+    socket.addEventListener('open', () => {
+      if (ws !== socket) return;
+      setConnection('connected', 'connected');
+      ping();
+      clearInterval(pingTimer);
+      pingTimer = setInterval(ping, PING_EVERY_MS);
+    });
+    socket.addEventListener('message', (event) => {
+      if (ws !== socket) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (err) {
+        return;
+      }
+      if (frame && typeof frame === 'object') onFrame(frame);
+    });
+    socket.addEventListener('close', (event) => {
+      if (ws !== socket) return;
+      ws = null;
+      clearInterval(pingTimer);
+      pingTimer = null;
+      onClose(event.code);
+    });
+  }
+
+  function onClose(code) {
+    if (leaving) return;
+    if (code === 4401) {
+      fatal = true;
+      setConnection('failed', 'not logged in');
+      const next = location.pathname + location.search;
+      location.assign(`${app.dataset.loginUrl}?next=${encodeURIComponent(next)}`);
+      return;
+    }
+    if (Object.prototype.hasOwnProperty.call(FATAL_CLOSES, code)) {
+      fatal = true;
+      setConnection('failed', 'disconnected');
+      ui.notice.replaceChildren(
+        el('strong', null, FATAL_CLOSES[code]), ' ',
+        el('a', { href: app.dataset.lobbyUrl }, 'Back to the lobby'),
+      );
+      ui.notice.dataset.code = String(code);
+      ui.notice.hidden = false;
+      render();
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (fatal || leaving || reconnectTimer) return;
+    setConnection('reconnecting', 'reconnecting…');
+    const delay = backoff;
+    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    reconnectTimer = setTimeout(connect, delay);
+    render();
+  }
+
+  function ping() {
+    send({ type: 'ping', t: Date.now() });
+  }
+
+  function requestSync() {
+    awaitingState = true;
+    syncRequestedAt = Date.now();
+    send({ type: 'sync' });
+  }
+
+  // --- Frames -------------------------------------------------------------------------------
+  function onFrame(frame) {
+    const type = frame.type;
+    if (type === 'state') return applyState(frame);
+    if (BROADCASTS.has(type)) return onBroadcast(frame);
+    if (type === 'answer_ack') return onAnswerAck(frame);
+    if (type === 'pong') return onPong(frame);
+    if (type === 'error') return onError(frame);
+    return undefined; // unknown frames are ignored
+  }
+
+  function onBroadcast(frame) {
+    // Before the first `state` of this connection, or while a `sync` is outstanding, the
+    // coming `state` covers everything: ignore broadcasts until it arrives.
+    if (awaitingState || lastSeq === null) return;
+    if (typeof frame.seq !== 'number') return;
+    if (frame.seq <= lastSeq) return;
+    if (frame.seq !== lastSeq + 1) {
+      requestSync();
+      return;
+    }
+    lastSeq = frame.seq;
+    switch (frame.type) {
+      case 'player_joined': onPlayerJoined(frame); break;
+      case 'player_left': onPlayerLeft(frame); break;
+      case 'game_started': onGameStarted(frame); break;
+      case 'question': onQuestion(frame); break;
+      case 'round_result': onRoundResult(frame); break;
+      case 'game_over': onGameOver(frame); break;
+      default: break;
+    }
+    render();
+  }
+
+  function applyState(s) {
+    lastSeq = typeof s.seq === 'number' ? s.seq : 0;
+    awaitingState = false;
+    backoff = BACKOFF_MIN_MS;
+    if (!offsetFromPong && typeof s.server_time === 'number') offset = s.server_time - Date.now();
+
+    const previousStatus = room.status;
+    room.known = true;
+    room.status = s.status;
+    room.settings = s.settings || room.settings;
+    room.host = s.host;
+    room.quick = Boolean(s.quick);
+    room.players = (s.players || []).map((p) => ({
+      id: p.id, name: p.name, connected: Boolean(p.connected), score: p.score || 0,
+    }));
+    room.round = s.round == null ? null : s.round;
+
+    if (s.question && room.round != null) {
+      const q = s.question;
+      room.question = {
+        round: room.round, text: q.text, options: q.options, deadline: q.deadline, open: true,
+      };
+      const mine = myAnswers.get(room.round);
+      if (q.answered) {
+        if (!mine || mine.state !== 'accepted') {
+          myAnswers.set(room.round, { option: mine ? mine.option : null, state: 'accepted' });
+        }
+      } else if (mine && (mine.state === 'pending' || mine.reason === 'wrong_round')) {
+        myAnswers.delete(room.round); // the answer never counted: the player may answer again
+      }
+      room.result = null;
+      room.nextAt = null;
+    } else {
+      // No open round: the current one (if any) has closed; we may have missed its result.
+      if (room.question && room.question.round === room.round) room.question.open = false;
+      else room.question = null;
+      if (room.result && room.result.round !== room.round) room.result = null;
+    }
+
+    if (room.status === 'lobby') {
+      room.standings = null;
+      room.question = null;
+      room.result = null;
+    } else if (room.status === 'finished') {
+      if (!room.standings) {
+        const saved = standingsLoad();
+        if (saved) {
+          room.standings = saved;
+          room.standingsExact = true;
+        } else {
+          room.standings = rebuildStandings();
+          room.standingsExact = false;
+        }
+      }
+    }
+    if (previousStatus !== room.status) startPending = false;
+    render();
+  }
+
+  function rebuildStandings() {
+    // Without the game_over frame: order by score (ties in join order); `correct` unknown.
+    return room.players
+      .map((p, index) => ({ p, index }))
+      .sort((a, b) => b.p.score - a.p.score || a.index - b.index)
+      .map(({ p }, i) => ({ player: p.id, name: p.name, score: p.score, rank: i + 1, correct: null }));
+  }
+
+  function onPlayerJoined(frame) {
+    const info = frame.player || {};
+    const p = playerById(info.id);
+    if (p) {
+      p.connected = true;
+      if (info.name) p.name = info.name;
+    } else if (info.id != null) {
+      room.players.push({ id: info.id, name: info.name || `player ${info.id}`, connected: true, score: 0 });
+    }
+  }
+
+  function onPlayerLeft(frame) {
+    const info = frame.player || {};
+    const p = playerById(info.id);
+    if (p) p.connected = false;
+  }
+
+  function onGameStarted(frame) {
+    room.status = 'playing';
+    if (room.settings && typeof frame.rounds === 'number') room.settings.rounds = frame.rounds;
+    room.round = null;
+    room.question = null;
+    room.result = null;
+    room.standings = null;
+    startPending = false;
+    myAnswers.clear();
+    standingsForget();
+    for (const p of room.players) p.score = 0;
+  }
+
+  function onQuestion(frame) {
+    if (!offsetFromPong && typeof frame.server_time === 'number') offset = frame.server_time - Date.now();
+    room.status = 'playing';
+    room.round = frame.round;
+    room.question = {
+      round: frame.round, text: frame.text, options: frame.options, deadline: frame.deadline, open: true,
+    };
+    room.result = null;
+    room.nextAt = null;
+  }
+
+  function onRoundResult(frame) {
+    if (room.question && room.question.round === frame.round) room.question.open = false;
+    room.round = frame.round;
+    room.result = frame;
+    for (const entry of frame.results || []) {
+      const p = playerById(entry.player);
+      if (p && typeof entry.total === 'number') p.score = entry.total;
+    }
+    const last = room.settings && frame.round >= room.settings.rounds;
+    room.nextAt = !last && room.settings ? Date.now() + room.settings.reveal_seconds * 1000 : null;
+  }
+
+  function onGameOver(frame) {
+    room.status = 'finished';
+    room.nextAt = null;
+    if (room.question) room.question.open = false;
+    room.standings = Array.isArray(frame.standings) ? frame.standings : [];
+    room.standingsExact = true;
+    standingsSave(room.standings);
+    for (const entry of room.standings) {
+      const p = playerById(entry.player);
+      if (p && typeof entry.score === 'number') p.score = entry.score;
+    }
+  }
+
+  function onAnswerAck(frame) {
+    const mine = myAnswers.get(frame.round);
+    if (frame.accepted) {
+      myAnswers.set(frame.round, { option: mine ? mine.option : null, state: 'accepted' });
+    } else if (frame.reason === 'already_answered') {
+      // The server holds an earlier answer: keep the round locked.
+      myAnswers.set(frame.round, { option: null, state: 'accepted', reason: frame.reason });
+    } else {
+      myAnswers.set(frame.round, { option: null, state: 'refused', reason: frame.reason });
+      if (frame.reason === 'wrong_round') requestSync();
+    }
+    if (!frame.accepted) {
+      ui.answerStatus.dataset.state = 'refused';
+    }
+    render();
+  }
+
+  function onPong(frame) {
+    const now = Date.now();
+    if (typeof frame.server_time !== 'number' || typeof frame.t !== 'number') return;
+    if (now - frame.t < 0 || now - frame.t > 60000) return;
+    offset = frame.server_time - (frame.t + now) / 2;
+    offsetFromPong = true;
+  }
+
+  function onError(frame) {
+    const code = frame.code || 'error';
+    const message = frame.message || '';
+    ui.error.replaceChildren(el('strong', null, code), message ? `: ${message}` : '');
+    ui.error.dataset.code = code;
+    ui.error.hidden = false;
+    clearTimeout(errorTimer);
+    errorTimer = setTimeout(() => { ui.error.hidden = true; }, 10000);
+    if (code === 'not_host' || code === 'not_in_lobby') {
+      startPending = false;
+      render();
+    }
+  }
+
+  // --- Actions ------------------------------------------------------------------------------
+  function answer(option) {
+    const q = room.question;
+    if (!q || !q.open || myAnswers.has(q.round) || serverNow() > q.deadline) return;
+    if (!send({ type: 'answer', round: q.round, option })) {
+      ui.answerStatus.textContent = 'Not connected: your answer was not sent. Reconnecting…';
+      return;
+    }
+    myAnswers.set(q.round, { option, state: 'pending' });
+    render();
+  }
+
+  ui.options.forEach((button) => {
+    button.addEventListener('click', () => answer(Number(button.dataset.option)));
+  });
+
+  document.addEventListener('keydown', (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA' || target.isContentEditable)) return;
+    const key = event.key.toLowerCase();
+    let index = ['1', '2', '3', '4'].indexOf(key);
+    if (index < 0) index = ['a', 'b', 'c', 'd'].indexOf(key);
+    if (index >= 0 && room.question && room.question.open) {
+      event.preventDefault();
+      answer(index);
+    }
+  });
+
+  ui.start.addEventListener('click', () => {
+    if (startPending) return;
+    if (send({ type: 'start' })) {
+      startPending = true;
+      render();
+      // If nothing comes back (lost frame), let the host try again.
+      setTimeout(() => { if (startPending) { startPending = false; render(); } }, 4000);
+    }
+  });
+
+  // --- Invite link --------------------------------------------------------------------------
+  ui.invite.value = `${location.origin}/rooms/${CODE}/`;
+  ui.invite.addEventListener('focus', () => ui.invite.select());
+  ui.copy.addEventListener('click', async () => {
+    let copied = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(ui.invite.value);
+        copied = true;
+      }
+    } catch (err) {
+      copied = false;
+    }
+    if (!copied) {
+      ui.invite.focus();
+      ui.invite.select();
+      try { copied = document.execCommand('copy'); } catch (err) { copied = false; }
+    }
+    ui.copyFeedback.textContent = copied ? 'Copied!' : 'Select the link and copy it.';
+    setTimeout(() => { ui.copyFeedback.textContent = ''; }, 2500);
+  });
+
+  // --- Rendering ----------------------------------------------------------------------------
+  function settingsText(s) {
+    if (!s) return '';
+    const parts = [
+      `${s.rounds} round${s.rounds === 1 ? '' : 's'}`,
+      `${s.answer_seconds} s to answer`,
+      `${s.reveal_seconds} s pause`,
+      `up to ${s.max_players} player${s.max_players === 1 ? '' : 's'}`,
+      `category: ${s.category || 'any'}`,
+    ];
+    if (room.quick) parts.unshift('quick match');
+    return parts.join(' · ');
+  }
+
+  function render() {
+    const status = room.status;
+    const text = status || (fatal ? 'unavailable' : 'connecting');
+    ui.status.textContent = text;
+    ui.status.dataset.status = status || '';
+    document.title = `Room ${CODE}${status ? ` (${status})` : ''} · NuxTest`;
+    ui.settings.textContent = settingsText(room.settings);
+
+    const isHost = MY_ID != null && room.host === MY_ID;
+    ui.grid.hidden = fatal && !room.known;
+    ui.connectingPanel.hidden = room.known || fatal;
+    ui.lobbyPanel.hidden = !(room.known && status === 'lobby');
+    ui.gamePanel.hidden = !(room.known && (status === 'playing' || (status === 'finished' && room.result)));
+    ui.finalPanel.hidden = !(room.known && status === 'finished');
+    ui.abandonedPanel.hidden = !(room.known && status === 'abandoned');
+    ui.gamePanel.classList.toggle('is-over', status === 'finished');
+
+    ui.start.hidden = !(isHost && status === 'lobby' && !fatal);
+    ui.start.disabled = startPending || !ws || ws.readyState !== WebSocket.OPEN;
+    ui.start.textContent = startPending ? 'Starting…' : 'Start game';
+    renderLobbyHint(isHost);
+    renderPlayers();
+    renderQuestion();
+    renderResult();
+    renderStandings();
+    tick();
+  }
+
+  function renderLobbyHint(isHost) {
+    const count = room.players.length;
+    const max = room.settings ? room.settings.max_players : null;
+    const seats = max ? ` (${count} / ${max})` : '';
+    let hint;
+    if (room.quick) {
+      hint = `Quick match${seats}: the game starts by itself 5 s after a second player joins, or as soon as the room is full.`;
+      if (isHost) hint += ' You can also start it now.';
+    } else if (isHost) {
+      hint = `You are the host${seats}. Share the invite link, then start when everyone is in.`;
+    } else {
+      const host = room.host != null ? playerName(room.host) : 'the host';
+      hint = `Waiting for ${host} to start the game${seats}…`;
+    }
+    ui.lobbyHint.textContent = hint;
+  }
+
+  function renderPlayers() {
+    const items = room.players.map((p) => {
+      const classes = ['player', p.connected ? 'connected' : 'disconnected'];
+      if (p.id === room.host) classes.push('host');
+      if (p.id === MY_ID) classes.push('me');
+      return el('li', { class: classes.join(' '), dataset: { playerId: String(p.id), connected: String(p.connected) } },
+        el('span', { class: 'conn', title: p.connected ? 'connected' : 'disconnected' },
+          el('span', { class: 'visually-hidden' }, p.connected ? 'online' : 'offline')),
+        el('span', { class: 'player-main' },
+          el('span', { class: 'player-name', title: p.name }, p.name),
+          p.id === room.host ? el('span', { class: 'badge badge-host', title: 'host' }, 'host') : null,
+          p.id === MY_ID ? el('span', { class: 'badge badge-me' }, 'you') : null),
+        el('span', { class: 'player-score' }, String(p.score)),
+      );
+    });
+    ui.players.replaceChildren(...items);
+    const max = room.settings ? room.settings.max_players : null;
+    ui.playerCount.textContent = room.known ? `${room.players.length}${max ? ` / ${max}` : ''}` : '';
+  }
+
+  function roundOpenLocally(q) {
+    return Boolean(q && q.open && serverNow() <= q.deadline);
+  }
+
+  function renderQuestion() {
+    const q = room.question;
+    const total = room.settings ? room.settings.rounds : null;
+    const roundNo = q ? q.round : room.round;
+    ui.roundLabel.textContent = roundNo != null ? `Round ${roundNo}${total ? ` / ${total}` : ''}` : '';
+
+    if (!q) {
+      ui.question.textContent = room.status === 'playing' ? 'Get ready…' : '';
+      ui.options.forEach((b) => {
+        b.textContent = '';
+        b.disabled = true;
+        b.className = 'option';
+        b.hidden = true;
+      });
+      ui.answerStatus.textContent = room.status === 'playing' ? 'The next question is on its way.' : '';
+      return;
+    }
+    ui.question.textContent = q.text;
+    const mine = myAnswers.get(q.round);
+    const result = room.result && room.result.round === q.round ? room.result : null;
+    const open = roundOpenLocally(q) && !result;
+    const locked = !open || Boolean(mine);
+
+    ui.options.forEach((b, i) => {
+      b.hidden = false;
+      b.textContent = q.options && q.options[i] != null ? q.options[i] : '';
+      b.disabled = locked;
+      b.classList.toggle('chosen', Boolean(mine && mine.option === i));
+      b.classList.toggle('pending', Boolean(mine && mine.option === i && mine.state === 'pending'));
+      b.classList.toggle('correct', Boolean(result && result.correct_option === i));
+      b.classList.toggle('wrong', Boolean(result && mine && mine.option === i && result.correct_option !== i));
+      b.classList.toggle('dimmed', Boolean(result && result.correct_option !== i && !(mine && mine.option === i)));
+      b.setAttribute('aria-pressed', String(Boolean(mine && mine.option === i)));
+    });
+
+    let message = '';
+    let state = '';
+    if (result) {
+      const entry = (result.results || []).find((r) => r.player === MY_ID);
+      const letter = LETTERS[result.correct_option] || '?';
+      if (entry && entry.correct) {
+        message = `Correct! +${entry.points} points.`;
+        state = 'correct';
+      } else if (entry && entry.option != null) {
+        message = `Wrong: the answer was ${letter}.`;
+        state = 'wrong';
+      } else {
+        message = `No answer this round: the answer was ${letter}.`;
+        state = 'none';
+      }
+    } else if (mine && mine.state === 'pending') {
+      message = 'Sending your answer…';
+      state = 'pending';
+    } else if (mine && mine.state === 'accepted') {
+      message = mine.reason ? REFUSALS[mine.reason] : 'Answer locked in: waiting for the others…';
+      state = 'accepted';
+    } else if (mine && mine.state === 'refused') {
+      message = REFUSALS[mine.reason] || `Answer refused (${mine.reason || 'unknown reason'}).`;
+      state = 'refused';
+    } else if (!q.open || !roundOpenLocally(q)) {
+      message = 'Time is up!';
+      state = 'timeout';
+    }
+    ui.answerStatus.textContent = message;
+    ui.answerStatus.dataset.state = state;
+  }
+
+  function renderResult() {
+    const result = room.result;
+    if (!result) {
+      ui.roundResult.hidden = true;
+      ui.roundResult.replaceChildren();
+      return;
+    }
+    const q = room.question && room.question.round === result.round ? room.question : null;
+    const letter = LETTERS[result.correct_option] || '?';
+    const correctText = q && q.options ? q.options[result.correct_option] : null;
+    const rows = (result.results || []).map((r) => {
+      const pick = r.option == null ? '—' : LETTERS[r.option] || String(r.option);
+      const cls = r.option == null ? 'none' : r.correct ? 'correct' : 'wrong';
+      return el('tr', { class: `result-row ${cls}${r.player === MY_ID ? ' me' : ''}`, dataset: { player: String(r.player) } },
+        el('td', null, playerName(r.player)),
+        el('td', { class: 'pick' }, pick),
+        el('td', { class: 'num points' }, r.points > 0 ? `+${r.points}` : '0'),
+        el('td', { class: 'num total' }, String(r.total)),
+      );
+    });
+    const table = el('table', { class: 'data-table result-table' },
+      el('thead', null, el('tr', null,
+        el('th', { scope: 'col' }, 'Player'),
+        el('th', { scope: 'col' }, 'Answer'),
+        el('th', { scope: 'col', class: 'num' }, 'Points'),
+        el('th', { scope: 'col', class: 'num' }, 'Total'))),
+      el('tbody', null, ...rows),
+    );
+    ui.roundResult.replaceChildren(
+      el('h3', null, `Round ${result.round} result`),
+      el('p', { class: 'correct-answer' }, 'Correct answer: ',
+        el('strong', null, correctText != null ? `${letter}. ${correctText}` : letter)),
+      table,
+      el('p', { class: 'muted small next-hint', id: 'next-hint' }),
+    );
+    ui.roundResult.hidden = false;
+  }
+
+  function renderStandings() {
+    const body = ui.standings.tBodies[0];
+    if (!room.standings) {
+      body.replaceChildren();
+      return;
+    }
+    const rows = room.standings.map((s) => el('tr', {
+      class: `standing${s.player === MY_ID ? ' me' : ''}${s.rank === 1 && s.score > 0 ? ' winner' : ''}`,
+      dataset: { player: String(s.player), rank: String(s.rank) },
+    },
+    el('td', { class: 'rank' }, String(s.rank)),
+    el('td', { class: 'name' }, s.name || playerName(s.player)),
+    el('td', { class: 'num score' }, String(s.score)),
+    el('td', { class: 'num correct' }, s.correct == null ? '—' : String(s.correct))));
+    body.replaceChildren(...rows);
+  }
+
+  // Countdown: the round's deadline against the estimated server clock.
+  function tick() {
+    const q = room.question;
+    if (q && q.open) {
+      const remaining = Math.max(0, q.deadline - serverNow());
+      ui.countdown.textContent = (remaining / 1000).toFixed(1);
+      const span = room.settings ? room.settings.answer_seconds * 1000 : remaining || 1;
+      ui.countdownBar.style.width = `${Math.min(100, (100 * remaining) / span)}%`;
+      ui.countdown.parentElement.classList.toggle('urgent', remaining > 0 && remaining <= 3000);
+      // The deadline passed locally: lock the buttons (the result follows from the server).
+      if (remaining <= 0 && ui.options.some((b) => !b.disabled)) renderQuestion();
+    } else {
+      ui.countdown.textContent = '0.0';
+      ui.countdownBar.style.width = '0%';
+      ui.countdown.parentElement.classList.remove('urgent');
+    }
+    const hint = document.getElementById('next-hint');
+    if (hint) {
+      if (room.status === 'playing' && room.nextAt) {
+        const left = Math.max(0, Math.ceil((room.nextAt - Date.now()) / 1000));
+        hint.textContent = left > 0 ? `Next question in ${left} s…` : 'Next question…';
+      } else if (room.status === 'finished') {
+        hint.textContent = 'That was the last round.';
+      } else {
+        hint.textContent = '';
+      }
+    }
+  }
+  setInterval(tick, 100);
+
+  // --- Page lifecycle -----------------------------------------------------------------------
+  setInterval(() => {
+    // A `sync` whose `state` never came (lost in a reconnect): ask again.
+    if (awaitingState && lastSeq !== null && syncRequestedAt && Date.now() - syncRequestedAt > SYNC_RETRY_MS
+        && ws && ws.readyState === WebSocket.OPEN) {
+      requestSync();
+    }
+  }, 1000);
+
+  window.addEventListener('online', () => {
+    if (reconnectTimer) {
+      backoff = BACKOFF_MIN_MS;
+      connect();
+    }
+  });
+  window.addEventListener('pagehide', () => {
+    leaving = true;
+    const socket = ws;
+    ws = null;
+    clearInterval(pingTimer);
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (socket) socket.close(1000);
+  });
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) {
+      leaving = false;
+      if (!ws && !fatal) connect();
+    }
+  });
+
+  render();
+  connect();
+})();
