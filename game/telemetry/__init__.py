@@ -1,0 +1,1 @@
+"""Instrumentation at the edges: metrics, logs, traces, Sentry."""
