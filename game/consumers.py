@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 import weakref
@@ -69,6 +70,11 @@ class FrameError(Exception):
         self.message = message
 
 
+def _reject_constant(name: str) -> Any:
+    # json.loads accepts NaN and Infinity, which are not JSON and could not be echoed as JSON.
+    raise ValueError(f"{name} is not JSON")
+
+
 def _int_field(frame: dict[str, Any], name: str) -> int:
     value = frame.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -111,6 +117,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.refused_in_a_row = 0
         self.counted = False
+        self.subscribed = False
         # Accept first so that a refusal can say why with a close code.
         await self.accept()
         user = self.scope.get("user")
@@ -118,7 +125,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.close(CLOSE_FORBIDDEN)
         if user is None or not user.is_authenticated:
             return await self.close(CLOSE_NOT_AUTHENTICATED)
-        if not rules.code_is_valid(self.code):
+        # GAME.md's order: origin, authentication, room, capacity.
+        if not rules.code_is_valid(self.code) or not await store.room_exists(self.code):
             return await self.close(CLOSE_NO_ROOM)
         self.user_id = int(user.pk)
         self.user_name = str(user.get_username())
@@ -133,6 +141,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.counted = True
         # Subscribe before reading the snapshot: no broadcast can fall between the two.
         await self.channel_layer.group_add(events.room_group(self.code), self.channel_name)
+        self.subscribed = True
         try:
             snapshot = await services.room_connect(
                 code=self.code, user_id=self.user_id, name=self.user_name, conn=self.conn
@@ -145,9 +154,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._send_state(snapshot)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "code", None) is None:
-            return
-        await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
+        if getattr(self, "subscribed", False):
+            self.subscribed = False
+            await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
         if getattr(self, "joined", False):
             self.joined = False
             await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
@@ -185,7 +194,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         try:
-            frame = json.loads(raw)
+            frame = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameError("bad_json", "the frame is not valid JSON") from exc
         if not isinstance(frame, dict):
@@ -208,8 +217,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send(outcome.frame())
         elif kind == "ping":
             t = frame.get("t")
-            if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)):
-                raise FrameError("invalid_field", "t: must be a number")
+            if t is not None and (
+                isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+            ):
+                raise FrameError("invalid_field", "t: must be a finite number")
             await self._send({"type": "pong", "t": t, "server_time": services.now_ms()})
         elif kind == "sync":
             await self._send_state(await services.state_snapshot(code=self.code, user_id=self.user_id))
@@ -238,4 +249,4 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._send(snapshot)
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        await self.send(text_data=json.dumps(frame, separators=(",", ":"), allow_nan=False))

@@ -5,5 +5,5 @@ from django.urls import re_path
 from game.consumers import RoomConsumer
 
 websocket_urlpatterns = [
-    re_path(r"^ws/rooms/(?P<code>[^/]{1,32})/$", RoomConsumer.as_asgi()),
+    re_path(r"^ws/rooms/(?P<code>[^/]+)/$", RoomConsumer.as_asgi()),
 ]

@@ -88,6 +88,11 @@ async def room_get(code: str) -> Room:
     return _decode(raw)
 
 
+async def room_exists(code: str) -> bool:
+    """Whether a room with this code is stored."""
+    return bool(await client().exists(key("room", code)))
+
+
 async def room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
     """Apply `change` to the room atomically (optimistic WATCH/MULTI, retried on conflict).
 

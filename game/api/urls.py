@@ -1,6 +1,6 @@
 """URLs of the JSON API, under /api/."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from game.api import views
@@ -14,4 +14,6 @@ urlpatterns = [
     path("matchmaking/", views.MatchmakingView.as_view(), name="api-matchmaking"),
     path("leaderboard/", views.LeaderboardView.as_view(), name="api-leaderboard"),
     path("me/results/", views.MyResultsView.as_view(), name="api-my-results"),
+    # Anything else under /api/ is a JSON 404, not Django's HTML page.
+    re_path(r"^.*$", views.api_not_found),
 ]

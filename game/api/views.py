@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db.models import Count, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import serializers, status
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -23,6 +25,8 @@ from rest_framework.views import APIView
 from game import services, store
 from game.engine import rules
 from game.models import GameResult
+
+logger = logging.getLogger(__name__)
 
 LEADERBOARD_PERIODS = {"day": timedelta(days=1), "week": timedelta(days=7), "all": None}
 LEADERBOARD_SIZE = 50
@@ -121,9 +125,17 @@ class MatchmakingView(APIView):
     """POST /api/matchmaking/: a place in a quick-match room."""
 
     def post(self, request: Request) -> Response:
-        room = async_to_sync(services.quickmatch_place)(
-            user_id=user_id(request), name=request.user.get_username()
-        )
+        try:
+            room = async_to_sync(services.quickmatch_place)(
+                user_id=user_id(request), name=request.user.get_username()
+            )
+        except rules.SettingsError as exc:
+            # Only the server's own question bank can make default settings fail.
+            logger.error("quick match impossible: %s", exc, extra={"event": "quickmatch_unavailable"})
+            return Response(
+                {"detail": "quick match is unavailable: the question bank is too small"},
+                status=503,
+            )
         return Response({"code": room.code, "ws_url": ws_url(request, room.code)})
 
 
@@ -189,3 +201,10 @@ def results_for(user_id: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@permission_classes([AllowAny])
+def api_not_found(request: Request) -> Response:
+    """Any unknown path under /api/: a JSON 404 like every other API error."""
+    raise NotFound("no such API endpoint")

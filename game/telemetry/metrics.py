@@ -54,12 +54,8 @@ WS_CONNECTIONS = Gauge(
     "Open WebSocket connections.",
     multiprocess_mode="livesum",
 )
-WS_CONNECTS = Counter(
-    "nuxtest_ws_connects_total", "WebSocket handshakes by outcome.", ["outcome"]
-)
-WS_DISCONNECTS = Counter(
-    "nuxtest_ws_disconnects_total", "WebSocket disconnects by close code.", ["code"]
-)
+WS_CONNECTS = Counter("nuxtest_ws_connects_total", "WebSocket handshakes by outcome.", ["outcome"])
+WS_DISCONNECTS = Counter("nuxtest_ws_disconnects_total", "WebSocket disconnects by close code.", ["code"])
 WS_FRAMES_RECEIVED = Counter(
     "nuxtest_ws_frames_received_total", "Frames received from clients, by type.", ["type"]
 )
@@ -110,9 +106,7 @@ PLAYERS_ONLINE = Gauge(
     multiprocess_mode="mostrecent",
 )
 GAMES_STARTED = Counter("nuxtest_games_started_total", "Games started.", ["mode"])
-GAMES_FINISHED = Counter(
-    "nuxtest_games_finished_total", "Games that ended, by outcome.", ["outcome"]
-)
+GAMES_FINISHED = Counter("nuxtest_games_finished_total", "Games that ended, by outcome.", ["outcome"])
 ROUNDS_CLOSED = Counter("nuxtest_rounds_closed_total", "Rounds closed, by trigger.", ["trigger"])
 ROUND_CLOSE_LAG = Histogram(
     "nuxtest_round_close_lag_seconds",

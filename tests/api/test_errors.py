@@ -1,0 +1,64 @@
+"""API errors are JSON `{"detail": ...}` with the right status (GAME.md, HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.api.conftest import plain_error
+from tests.conftest import bearer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CSRF_SECRET = "a" * 32
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/rooms/"),
+        ("put", "/api/rooms/"),
+        ("get", "/api/matchmaking/"),
+        ("post", "/api/leaderboard/"),
+        ("delete", "/api/me/results/"),
+        ("get", "/api/auth/signup/"),
+        ("get", "/api/auth/token/"),
+    ],
+)
+def test_a_wrong_method_answers_405_with_a_detail(api_as, make_user, method, path):
+    client = api_as(make_user("alice"))
+    plain_error(getattr(client, method)(path), 405)
+
+
+def test_an_unknown_api_path_answers_404_with_a_json_detail(api_as, make_user):
+    plain_error(api_as(make_user("alice")).get("/api/no-such-endpoint/"), 404)
+
+
+def test_a_session_post_without_a_csrf_token_answers_403_with_a_detail(make_user, questions):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(make_user("alice"))
+    plain_error(client.post("/api/rooms/", {}, format="json"), 403)
+
+
+def test_a_session_post_with_its_csrf_token_creates_a_room(make_user, questions):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(make_user("alice"))
+    client.cookies["csrftoken"] = CSRF_SECRET
+    response = client.post("/api/rooms/", {}, format="json", HTTP_X_CSRFTOKEN=CSRF_SECRET)
+    assert response.status_code == 201, response.content
+
+
+def test_a_bearer_client_needs_no_csrf_token(make_user, questions):
+    client = APIClient(enforce_csrf_checks=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer(make_user('alice'))}")
+    response = client.post("/api/rooms/", {}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_quick_match_with_too_small_a_question_bank_answers_a_json_error_not_a_crash(make_user, timers):
+    client = APIClient(raise_request_exception=False)
+    client.force_login(make_user("alice"))
+    response = client.post("/api/matchmaking/")
+    assert response.status_code != 500, response.content
+    plain_error(response, response.status_code)
+    assert 400 <= response.status_code < 600

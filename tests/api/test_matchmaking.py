@@ -1,0 +1,106 @@
+"""POST /api/matchmaking/: quick match into rooms of up to 4."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from game import scheduler, store
+from tests.api.conftest import is_room_code, plain_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MATCH = "/api/matchmaking/"
+QUICK_DEFAULTS = {"rounds": 5, "answer_seconds": 10, "reveal_seconds": 3, "max_players": 4, "category": None}
+
+
+def place(api_as, user) -> dict:
+    response = api_as(user).post(MATCH)
+    assert response.status_code in (200, 201), response.content
+    return response.json()
+
+
+def test_quick_match_answers_a_room_code_and_its_ws_url(api_as, make_user, questions, timers):
+    body = place(api_as, make_user("alice"))
+    assert set(body) == {"code", "ws_url"}
+    assert is_room_code(body["code"])
+    assert body["ws_url"] == f"ws://testserver/ws/rooms/{body['code']}/"
+
+
+def test_a_quick_match_room_has_the_default_settings_but_four_players(api_as, make_user, questions, timers):
+    alice = make_user("alice")
+    code = place(api_as, alice)["code"]
+    summary = api_as(alice).get(f"/api/rooms/{code}/").json()
+    assert summary["settings"] == QUICK_DEFAULTS
+    assert summary["status"] == "lobby"
+    assert [p["id"] for p in summary["players"]] == [alice.pk]
+
+
+def test_two_players_share_a_quick_match_room(api_as, make_user, questions, timers):
+    alice, bob = make_user("alice"), make_user("bob")
+    first = place(api_as, alice)["code"]
+    second = place(api_as, bob)["code"]
+    assert first == second
+    room = async_to_sync(store.room_get)(first)
+    assert [p.id for p in room.players] == [alice.pk, bob.pk]
+    assert room.status == "lobby"
+
+
+def test_the_second_player_arms_the_start_timer_of_the_room(api_as, make_user, questions, timers, settings):
+    code = place(api_as, make_user("alice"))["code"]
+    assert [t for t in timers if t[0] == scheduler.QUICKMATCH_AUTOSTART] == []
+    place(api_as, make_user("bob"))
+    armed = [t for t in timers if t[0] == scheduler.QUICKMATCH_AUTOSTART]
+    room = async_to_sync(store.room_get)(code)
+    assert armed == [(scheduler.QUICKMATCH_AUTOSTART, [code], room.next_at)]
+    # Armed at the second join, NUXTEST_QUICK_START_SECONDS (5 s) after it.
+    assert room.next_at - room.created_at >= settings.NUXTEST_QUICK_START_SECONDS * 1000
+
+
+def test_the_fourth_player_fills_the_room_and_starts_it_at_once(api_as, make_user, questions, timers):
+    users = [make_user(f"p{i}") for i in range(4)]
+    codes = [place(api_as, u)["code"] for u in users]
+    assert len(set(codes)) == 1
+    room = async_to_sync(store.room_get)(codes[0])
+    assert room.status == "playing"
+    assert [p.id for p in room.players] == [u.pk for u in users]
+
+
+def test_the_fifth_player_gets_a_new_room(api_as, make_user, questions, timers):
+    users = [make_user(f"p{i}") for i in range(5)]
+    codes = [place(api_as, u)["code"] for u in users]
+    assert len(set(codes[:4])) == 1
+    assert codes[4] != codes[0]
+    new_room = async_to_sync(store.room_get)(codes[4])
+    assert new_room.status == "lobby"
+    assert [p.id for p in new_room.players] == [users[4].pk]
+
+
+def test_the_same_player_twice_gets_the_same_room_and_is_counted_once(api_as, make_user, questions, timers):
+    alice = make_user("alice")
+    first = place(api_as, alice)["code"]
+    again = place(api_as, alice)["code"]
+    assert first == again
+    room = async_to_sync(store.room_get)(first)
+    assert [p.id for p in room.players] == [alice.pk]
+
+
+def test_a_player_placed_again_does_not_take_a_second_seat(api_as, make_user, questions, timers):
+    users = [make_user(f"p{i}") for i in range(3)]
+    codes = [place(api_as, u)["code"] for u in users]
+    codes.append(place(api_as, users[0])["code"])  # asks again: must not fill the 4th seat
+    assert len(set(codes)) == 1
+    room = async_to_sync(store.room_get)(codes[0])
+    assert room.status == "lobby" and len(room.players) == 3
+    fourth = make_user("p3")
+    assert place(api_as, fourth)["code"] == codes[0]
+
+
+def test_quick_match_does_not_place_players_in_a_private_room(api_as, make_user, questions, timers):
+    alice = make_user("alice")
+    private = api_as(alice).post("/api/rooms/", {}, format="json").json()["code"]
+    assert place(api_as, make_user("bob"))["code"] != private
+
+
+def test_quick_match_without_authentication_answers_401_with_a_detail(api, questions, timers):
+    plain_error(api.post(MATCH), 401)

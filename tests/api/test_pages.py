@@ -1,0 +1,161 @@
+"""Server-rendered pages: lobby, sign-up, log-in, game page, leaderboard, history."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LOGIN = "/accounts/login/"
+
+
+def logged_in_user_id(client) -> int | None:
+    value = client.session.get("_auth_user_id")
+    return None if value is None else int(value)
+
+
+def test_the_lobby_page_renders_for_a_visitor(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_lobby_page_renders_for_a_logged_in_player(client, make_user):
+    client.force_login(make_user("alice"))
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "alice" in response.content.decode()
+
+
+def test_the_signup_page_renders_a_form(client):
+    response = client.get("/accounts/signup/")
+    assert response.status_code == 200
+    assert "<form" in response.content.decode()
+
+
+def test_signing_up_creates_the_account_logs_in_and_redirects(client):
+    response = client.post(
+        "/accounts/signup/", {"username": "alice", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302, response.content
+    assert response["Location"] == "/"
+    user = get_user_model().objects.get(username="alice")
+    assert user.check_password(PASSWORD)
+    assert logged_in_user_id(client) == user.pk
+
+
+def test_signing_up_follows_a_next_page(client):
+    response = client.post(
+        "/accounts/signup/?next=/rooms/ABCDEF/",
+        {"username": "alice", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/rooms/ABCDEF/"
+
+
+def test_signing_up_refuses_to_redirect_to_another_site(client):
+    response = client.post(
+        "/accounts/signup/?next=https://evil.example/",
+        {"username": "alice", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 302
+    assert "evil.example" not in response["Location"]
+
+
+def test_signing_up_with_mismatched_passwords_shows_the_form_again(client):
+    response = client.post(
+        "/accounts/signup/", {"username": "alice", "password1": PASSWORD, "password2": PASSWORD + "x"}
+    )
+    assert response.status_code == 200
+    assert not get_user_model().objects.filter(username="alice").exists()
+    assert logged_in_user_id(client) is None
+
+
+def test_signing_up_with_a_taken_username_creates_nobody(client, make_user):
+    make_user("alice")
+    response = client.post(
+        "/accounts/signup/", {"username": "alice", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert get_user_model().objects.filter(username="alice").count() == 1
+    assert logged_in_user_id(client) is None
+
+
+def test_the_login_page_renders_a_form(client):
+    response = client.get(LOGIN)
+    assert response.status_code == 200
+    assert "<form" in response.content.decode()
+
+
+def test_logging_in_with_the_right_password_redirects_to_the_lobby(client, make_user):
+    user = make_user("alice")
+    response = client.post(LOGIN, {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302, response.content
+    assert response["Location"] == "/"
+    assert logged_in_user_id(client) == user.pk
+
+
+def test_logging_in_with_a_wrong_password_shows_the_form_again(client, make_user):
+    make_user("alice")
+    response = client.post(LOGIN, {"username": "alice", "password": "not-the-password"})
+    assert response.status_code == 200
+    assert logged_in_user_id(client) is None
+
+
+def test_logging_out_ends_the_session(client, make_user):
+    client.force_login(make_user("alice"))
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302
+    assert logged_in_user_id(client) is None
+
+
+def test_the_game_page_sends_a_visitor_to_log_in_first(client):
+    response = client.get("/rooms/ABCDEF/")
+    assert response.status_code == 302
+    assert response["Location"] == f"{LOGIN}?next=/rooms/ABCDEF/"
+
+
+def test_the_game_page_renders_for_a_logged_in_player(client, make_user):
+    client.force_login(make_user("alice"))
+    response = client.get("/rooms/ABCDEF/")
+    assert response.status_code == 200
+    assert "ABCDEF" in response.content.decode()
+
+
+def test_the_game_page_accepts_a_lower_case_code(client, make_user):
+    client.force_login(make_user("alice"))
+    response = client.get("/rooms/abcdef/")
+    assert response.status_code == 200
+    assert "ABCDEF" in response.content.decode()
+
+
+def test_the_game_page_of_a_malformed_code_is_404(client, make_user):
+    client.force_login(make_user("alice"))
+    assert client.get("/rooms/ABCDE0/").status_code == 404
+
+
+def test_the_leaderboard_page_renders_for_a_visitor(client):
+    response = client.get("/leaderboard/")
+    assert response.status_code == 200
+
+
+def test_the_history_page_sends_a_visitor_to_log_in_first(client):
+    response = client.get("/history/")
+    assert response.status_code == 302
+    assert response["Location"] == f"{LOGIN}?next=/history/"
+
+
+def test_logging_in_refuses_to_redirect_to_another_site(client, make_user):
+    make_user("alice")
+    response = client.post(f"{LOGIN}?next=https://evil.example/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+def test_the_history_page_renders_for_a_logged_in_player(client, make_user):
+    client.force_login(make_user("alice"))
+    response = client.get("/history/")
+    assert response.status_code == 200

@@ -1,0 +1,130 @@
+"""GET /api/me/results/: the player's own results, newest first, at most 100."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from game.models import GameResult
+from tests.api.conftest import plain_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RESULTS = "/api/me/results/"
+FIELDS = {"room", "score", "rank", "correct", "rounds", "avg_answer_ms", "created_at"}
+
+
+def result(user, *, room: str = "ABCDEF", age: timedelta = timedelta(hours=1), **fields) -> GameResult:
+    values = {
+        "game_id": uuid.uuid4(),
+        "room": room,
+        "user": user,
+        "score": 1234,
+        "rank": 2,
+        "correct": 3,
+        "rounds": 5,
+        "avg_answer_ms": 2750,
+        "created_at": timezone.now() - age,
+    }
+    values.update(fields)
+    return GameResult.objects.create(**values)
+
+
+def test_a_player_without_games_gets_an_empty_list(api_as, make_user):
+    response = api_as(make_user("alice")).get(RESULTS)
+    assert response.status_code == 200, response.content
+    assert response.json() == []
+
+
+def test_each_result_has_exactly_the_documented_fields_and_values(api_as, make_user):
+    alice = make_user("alice")
+    row = result(alice, room="QWERTY", score=1500, rank=1, correct=4, rounds=6, avg_answer_ms=1875)
+    response = api_as(alice).get(RESULTS)
+    assert response.status_code == 200, response.content
+    [item] = response.json()
+    assert set(item) == FIELDS
+    assert {k: v for k, v in item.items() if k != "created_at"} == {
+        "room": "QWERTY",
+        "score": 1500,
+        "rank": 1,
+        "correct": 4,
+        "rounds": 6,
+        "avg_answer_ms": 1875,
+    }
+    row.refresh_from_db()
+    created = parse_datetime(item["created_at"])
+    assert created is not None and created.tzinfo is not None
+    assert created == row.created_at
+
+
+def test_a_result_without_accepted_answers_has_a_null_mean_time(api_as, make_user):
+    alice = make_user("alice")
+    result(alice, avg_answer_ms=None, correct=0, score=0)
+    [item] = api_as(alice).get(RESULTS).json()
+    assert item["avg_answer_ms"] is None
+
+
+def test_only_the_callers_results_are_listed(api_as, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    result(alice, room="AAAAAA")
+    result(bob, room="BBBBBB")
+    result(alice, room="CCCCCC", age=timedelta(days=2))
+    assert sorted(r["room"] for r in api_as(alice).get(RESULTS).json()) == ["AAAAAA", "CCCCCC"]
+    assert [r["room"] for r in api_as(bob).get(RESULTS).json()] == ["BBBBBB"]
+
+
+def test_results_are_listed_newest_first(api_as, make_user):
+    alice = make_user("alice")
+    result(alice, room="MIDDLE", age=timedelta(days=3))
+    result(alice, room="NEWEST", age=timedelta(minutes=5))
+    result(alice, room="OLDEST", age=timedelta(days=30))
+    rows = api_as(alice).get(RESULTS).json()
+    assert [r["room"] for r in rows] == ["NEWEST", "MIDDLE", "OLDEST"]
+    stamps = [parse_datetime(r["created_at"]) for r in rows]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_at_most_the_newest_100_results_are_listed(api_as, make_user):
+    alice = make_user("alice")
+    now = timezone.now()
+    GameResult.objects.bulk_create(
+        [
+            GameResult(
+                game_id=uuid.uuid4(),
+                room="ABCDEF",
+                user=alice,
+                score=i,
+                rank=1,
+                correct=1,
+                rounds=5,
+                avg_answer_ms=1000,
+                created_at=now - timedelta(minutes=i),
+            )
+            for i in range(105)
+        ]
+    )
+    rows = api_as(alice).get(RESULTS).json()
+    assert len(rows) == 100
+    assert [r["score"] for r in rows] == list(range(100))
+
+
+def test_results_need_authentication(api, make_user):
+    result(make_user("alice"))
+    body = plain_error(api.get(RESULTS), 401)
+    assert "room" not in body
+
+
+def test_a_logged_in_browser_session_may_read_its_results(make_user):
+    from rest_framework.test import APIClient
+
+    alice = make_user("alice")
+    result(alice, room="SESSON")
+    client = APIClient()
+    client.force_login(alice)
+    response = client.get(RESULTS)
+    assert response.status_code == 200, response.content
+    assert [r["room"] for r in response.json()] == ["SESSON"]

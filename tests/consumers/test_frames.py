@@ -1,0 +1,246 @@
+"""Client frames that cannot be parsed, validated or allowed: an `error`, the room untouched, still open."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from tests.conftest import closed_with, recv, recv_until, send, ws_join
+from tests.play import ping_pong, room_dict, room_new, strict_json, users
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class Table:
+    code: str
+    alice: Any
+    bob: Any
+    a: WebsocketCommunicator
+    b: WebsocketCommunicator
+    round: int | None = None
+
+
+async def table_open(make_user: Any) -> Table:
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await room_new(alice, rounds=3, answer_seconds=60, reveal_seconds=0)
+    a, _ = await ws_join(code, alice)
+    b, _ = await ws_join(code, bob)
+    assert (await recv(a))["type"] == "player_joined"
+    return Table(code, alice, bob, a, b)
+
+
+async def table_start(t: Table) -> Table:
+    await send(t.a, {"type": "start"})
+    t.round = (await recv_until(t.a, "question"))["round"]
+    await recv_until(t.b, "question")
+    return t
+
+
+@pytest.fixture
+async def lobby(make_user: Any) -> AsyncIterator[Table]:
+    t = await table_open(make_user)
+    yield t
+    await t.a.disconnect()
+    await t.b.disconnect()
+
+
+@pytest.fixture
+async def playing(settings: Any, make_user: Any) -> AsyncIterator[Table]:
+    settings.NUXTEST_WS_RATE_BURST = 500  # these tests send many frames on purpose
+    t = await table_start(await table_open(make_user))
+    yield t
+    await t.a.disconnect()
+    await t.b.disconnect()
+
+
+async def refused(t: Table, comm: WebsocketCommunicator, frame: str | bytes, code: str) -> None:
+    """Send one bad frame: an `error` with `code` comes back, the room is unchanged, the socket open."""
+    before = await room_dict(t.code)
+    if isinstance(frame, bytes):
+        await comm.send_to(bytes_data=frame)
+    else:
+        await comm.send_to(text_data=frame)
+    error = await recv(comm)
+    assert error["type"] == "error", (frame, error)
+    assert error["code"] == code, (frame, error)
+    assert isinstance(error["message"], str) and error["message"], error
+    await ping_pong(comm)
+    assert await room_dict(t.code) == before, frame
+
+
+async def test_frames_that_are_not_json_objects_get_bad_json(playing):
+    for frame in ["not json", "{", '{"type": "ping"', "[1, 2, 3]", '[{"type": "ping"}]', '"ping"', "42", "null"]:
+        await refused(playing, playing.a, frame, "bad_json")
+
+
+async def test_binary_frames_that_are_not_json_get_bad_json(playing):
+    for frame in [b"\x80\xff\xfe", b"\x00\x01\x02", b"{not json}", b"[1]"]:
+        await refused(playing, playing.a, frame, "bad_json")
+
+
+async def test_a_missing_or_non_string_type_gets_invalid_field(playing):
+    for frame in [{}, {"type": 5}, {"type": None}, {"type": ["ping"]}, {"type": True}, {"t": 1}]:
+        await refused(playing, playing.a, json.dumps(frame), "invalid_field")
+
+
+async def test_an_unknown_type_gets_unknown_type(playing):
+    for kind in ["dance", "ANSWER", "Ping", "", "state", "game_over", "x" * 200]:
+        await refused(playing, playing.a, json.dumps({"type": kind}), "unknown_type")
+
+
+async def test_an_answer_with_a_round_that_is_not_an_integer_gets_invalid_field(playing):
+    for rnd in [True, False, "1", 1.0, 1.5, None, [1], {"n": 1}]:
+        frame = {"type": "answer", "round": rnd, "option": 0}
+        await refused(playing, playing.a, json.dumps(frame), "invalid_field")
+    await refused(playing, playing.a, json.dumps({"type": "answer", "option": 0}), "invalid_field")
+
+
+async def test_an_answer_with_an_option_outside_0_to_3_gets_invalid_field(playing):
+    for option in [4, -1, 99, "1", 1.0, True, None, [0]]:
+        frame = {"type": "answer", "round": playing.round, "option": option}
+        await refused(playing, playing.a, json.dumps(frame), "invalid_field")
+    await refused(playing, playing.a, json.dumps({"type": "answer", "round": playing.round}), "invalid_field")
+
+
+async def test_a_ping_whose_time_is_not_a_number_gets_invalid_field(playing):
+    for t in ["now", "1700000000000", True, [1], {"ms": 1}]:
+        await refused(playing, playing.a, json.dumps({"type": "ping", "t": t}), "invalid_field")
+
+
+async def test_a_ping_is_answered_by_a_pong_echoing_its_time(playing):
+    for t in [0, 1_700_000_000_123, 12.5, -3]:
+        await ping_pong(playing.a, t)
+    await send(playing.a, {"type": "ping"})
+    pong = await recv(playing.a)
+    assert pong["type"] == "pong" and pong["t"] is None and isinstance(pong["server_time"], int)
+
+
+async def test_a_player_who_is_not_the_host_cannot_start_the_game(lobby):
+    await refused(lobby, lobby.b, json.dumps({"type": "start"}), "not_host")
+    assert (await room_dict(lobby.code))["status"] == "lobby"
+
+
+async def test_starting_a_game_twice_gets_not_in_lobby(lobby):
+    await table_start(lobby)
+    await refused(lobby, lobby.a, json.dumps({"type": "start"}), "not_in_lobby")
+    assert (await room_dict(lobby.code))["round"]["number"] == 1
+
+
+async def test_a_frame_over_64_kib_gets_message_too_large_and_one_of_64_kib_is_read(playing):
+    limit = 64 * 1024
+
+    def ping_of(size: int, pad: str = "x") -> str:
+        bare = '{"type": "ping", "t": 7, "pad": ""}'
+        text = bare[:-2] + pad * ((size - len(bare)) // len(pad.encode())) + bare[-2:]
+        assert len(text.encode()) == size
+        return text
+
+    await refused(playing, playing.a, ping_of(limit + 1), "message_too_large")
+    await refused(playing, playing.a, ping_of(limit + 1 + 4 * 3000), "message_too_large")
+    # The limit counts bytes, not characters: 2-byte characters reach it at half the length.
+    size = limit + 2 if (limit + 2 - 35) % 2 == 0 else limit + 1
+    assert len(ping_of(size, "é")) < limit
+    await refused(playing, playing.a, ping_of(size, "é"), "message_too_large")
+    await refused(playing, playing.a, ("x" * (limit + 1)).encode(), "message_too_large")
+    await playing.a.send_to(text_data=ping_of(limit))
+    pong = await recv(playing.a)
+    assert pong["type"] == "pong" and pong["t"] == 7
+
+
+async def test_a_burst_over_the_rate_limit_gets_rate_limited_and_the_socket_stays_open(settings, make_user):
+    settings.NUXTEST_WS_RATE_BURST = 3
+    settings.NUXTEST_WS_RATE_PER_SECOND = 5
+    t = await table_start(await table_open(make_user))
+    before = await room_dict(t.code)
+    for n in range(4):
+        await send(t.b, {"type": "ping", "t": n})
+    assert [(await recv(t.b))["t"] for _ in range(3)] == [0, 1, 2]
+    error = await recv(t.b)
+    assert error["type"] == "error" and error["code"] == "rate_limited", error
+    # A refused frame has no effect, even a well-formed answer.
+    await send(t.b, {"type": "answer", "round": t.round, "option": 0})
+    error = await recv(t.b)
+    assert error["type"] == "error" and error["code"] == "rate_limited", error
+    assert await room_dict(t.code) == before
+    # The bucket refills at 5 frames a second.
+    assert await t.b.receive_nothing(0.3)
+    await ping_pong(t.b)
+    await t.a.disconnect()
+    await t.b.disconnect()
+
+
+async def test_a_flooding_player_is_closed_with_4429_while_the_other_plays_on(settings, make_user):
+    settings.NUXTEST_WS_RATE_BURST = 4  # Alice needs 3: start, ping, answer
+    settings.NUXTEST_WS_RATE_PER_SECOND = 0.01
+    settings.NUXTEST_WS_FLOOD_CLOSE_AFTER = 5
+    t = await table_start(await table_open(make_user))
+    before = await room_dict(t.code)
+    for n in range(12):
+        await send(t.b, {"type": "ping", "t": n})
+    frames = []
+    while True:
+        out = await t.b.receive_output(5)
+        if out["type"] == "websocket.close":
+            assert out["code"] == 4429
+            break
+        frames.append(json.loads(out["text"]))
+    assert [f["type"] for f in frames] == ["pong"] * 4 + ["error"] * 4
+    assert {f.get("code") for f in frames[4:]} == {"rate_limited"}
+    assert await room_dict(t.code) == before
+
+    # Alice was never limited: she pings, answers and gets the round's frames.
+    await ping_pong(t.a)
+    await t.b.disconnect()
+    left = await recv(t.a)
+    assert left["type"] == "player_left" and left["player"]["id"] == t.bob.pk
+    await send(t.a, {"type": "answer", "round": t.round, "option": 0})
+    ack = await recv(t.a)
+    assert ack == {"type": "answer_ack", "round": t.round, "accepted": True}
+    result = await recv(t.a)
+    assert result["type"] == "round_result" and result["round"] == t.round
+    assert (await recv(t.a))["type"] == "question"
+    await t.a.disconnect()
+
+
+async def test_a_ping_with_nan_is_not_json_and_gets_bad_json(playing):
+    await playing.a.send_to(text_data='{"type": "ping", "t": NaN}')
+    reply = strict_json(await playing.a.receive_from(5))
+    assert reply["type"] == "error" and reply["code"] == "bad_json"
+
+
+async def test_a_ping_whose_time_overflows_gets_invalid_field_not_a_non_json_pong(playing):
+    await playing.a.send_to(text_data='{"type": "ping", "t": 1e999}')
+    reply = strict_json(await playing.a.receive_from(5))
+    assert reply["type"] == "error" and reply["code"] == "invalid_field"
+
+
+async def test_every_error_leaves_the_connection_open_to_play(playing):
+    for frame in ["nope", "[]", "{}", '{"type": "dance"}', '{"type": "answer", "round": 1, "option": 9}']:
+        await playing.a.send_to(text_data=frame)
+        assert (await recv(playing.a))["type"] == "error"
+    await send(playing.a, {"type": "answer", "round": playing.round, "option": 1})
+    assert await recv(playing.a) == {"type": "answer_ack", "round": playing.round, "accepted": True}
+    await send(playing.b, {"type": "answer", "round": playing.round, "option": 2})
+    assert (await recv_until(playing.a, "round_result"))["round"] == playing.round
+
+
+async def test_a_closed_flooder_cannot_reconnect_past_the_connection_limit(settings, make_user):
+    settings.NUXTEST_WS_MAX_CONNECTIONS_PER_USER = 1
+    settings.NUXTEST_WS_RATE_BURST = 1
+    settings.NUXTEST_WS_RATE_PER_SECOND = 0.01
+    settings.NUXTEST_WS_FLOOD_CLOSE_AFTER = 2
+    t = await table_open(make_user)
+    for n in range(3):
+        await send(t.b, {"type": "ping", "t": n})
+    assert await closed_with(t.b) == 4429
+    await t.b.disconnect()
+    b2, state = await ws_join(t.code, t.bob)
+    assert [p["connected"] for p in state["players"]] == [True, True]
+    await b2.disconnect()
+    await t.a.disconnect()
