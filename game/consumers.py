@@ -20,8 +20,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from game import events, services, store
+from game import events, faults, services, store
 from game.engine import rules
+from game.telemetry import context, metrics, sentry, tracing
 from game.throttle import TokenBucket
 from game.ws_auth import origin_allowed
 
@@ -33,6 +34,13 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NO_ROOM = 4404
 CLOSE_ROOM_FULL = 4409
 CLOSE_TOO_MANY = 4429
+CLOSE_TRY_AGAIN_LATER = 1013  # an operator's fault flag refuses handshakes
+
+# Metric children resolved once: label lookups stay off the per-frame path.
+_RECEIVED = {t: metrics.WS_FRAMES_RECEIVED.labels(t) for t in metrics.FRAME_TYPES}
+_SENT = {t: metrics.WS_FRAMES_SENT.labels(t) for t in metrics.SENT_TYPES}
+_DURATION = {t: metrics.WS_MESSAGE_DURATION.labels(t) for t in metrics.FRAME_TYPES}
+_ACTIONS = ("answer", "start")
 
 # This web process, as seen by the sweeper: its connections die with its heartbeat.
 INSTANCE_ID = uuid.uuid4().hex[:12]
@@ -48,7 +56,9 @@ async def _heartbeat_forever() -> None:
         try:
             await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
         except Exception:
-            logger.warning("instance heartbeat failed", exc_info=True)
+            logger.warning(
+                "instance heartbeat failed", exc_info=True, extra={"event": "instance_heartbeat_failed"}
+            )
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
@@ -118,18 +128,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.refused_in_a_row = 0
         self.counted = False
         self.subscribed = False
+        self.opened_at = time.monotonic()
         # Accept first so that a refusal can say why with a close code.
         await self.accept()
+        code = await self._handshake()
+        if code is not None:
+            await self.close(code)
+
+    async def _handshake(self) -> int | None:
+        """Admit the connection (and send its `state`), or return the close code refusing it."""
         user = self.scope.get("user")
+        if (await faults.current()).handshake_refuse:
+            return self._refused("refused_unavailable", CLOSE_TRY_AGAIN_LATER)
         if not origin_allowed(self.scope):
-            return await self.close(CLOSE_FORBIDDEN)
+            return self._refused("refused_origin", CLOSE_FORBIDDEN)
         if user is None or not user.is_authenticated:
-            return await self.close(CLOSE_NOT_AUTHENTICATED)
-        # GAME.md's order: origin, authentication, room, capacity.
-        if not rules.code_is_valid(self.code) or not await store.room_exists(self.code):
-            return await self.close(CLOSE_NO_ROOM)
+            return self._refused("refused_auth", CLOSE_NOT_AUTHENTICATED)
         self.user_id = int(user.pk)
         self.user_name = str(user.get_username())
+        # The connection's task keeps these for every log line and error report it makes.
+        context.bind(user_id=self.user_id, room=self.code)
+        # GAME.md's order: origin, authentication, room, capacity.
+        if not rules.code_is_valid(self.code) or not await store.room_exists(self.code):
+            return self._refused("refused_no_room", CLOSE_NO_ROOM)
         await heartbeat_ensure()
         if not await store.user_conn_add(
             self.user_id,
@@ -137,7 +158,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             limit=settings.NUXTEST_WS_MAX_CONNECTIONS_PER_USER,
             now=services.now_ms(),
         ):
-            return await self.close(CLOSE_TOO_MANY)
+            return self._refused("refused_too_many", CLOSE_TOO_MANY)
         self.counted = True
         # Subscribe before reading the snapshot: no broadcast can fall between the two.
         await self.channel_layer.group_add(events.room_group(self.code), self.channel_name)
@@ -147,19 +168,47 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 code=self.code, user_id=self.user_id, name=self.user_name, conn=self.conn
             )
         except store.RoomNotFound:
-            return await self.close(CLOSE_NO_ROOM)
+            return self._refused("refused_no_room", CLOSE_NO_ROOM)
         except (rules.RoomFull, rules.GameAlreadyStarted):
-            return await self.close(CLOSE_ROOM_FULL)
+            return self._refused("refused_full", CLOSE_ROOM_FULL)
         self.joined = True
+        metrics.WS_CONNECTS.labels(outcome="accepted").inc()
+        metrics.WS_CONNECTIONS.inc()
+        logger.info("websocket connected", extra={"event": "ws_connect"})
         await self._send_state(snapshot)
+        return None
+
+    def _refused(self, outcome: str, close_code: int) -> int:
+        metrics.WS_CONNECTS.labels(outcome=outcome).inc()
+        logger.info(
+            "websocket refused: %s",
+            outcome,
+            extra={
+                "event": "ws_refused",
+                "outcome": outcome,
+                "close_code": close_code,
+                "room": self.code[:16],
+            },
+        )
+        return close_code
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "joined", False):
+            self.joined = False
+            metrics.WS_CONNECTIONS.dec()
+            metrics.WS_DISCONNECTS.labels(code=metrics.close_code_label(code)).inc()
+            logger.info(
+                "websocket disconnected",
+                extra={
+                    "event": "ws_disconnect",
+                    "close_code": code,
+                    "duration_s": round(time.monotonic() - self.opened_at, 3),
+                },
+            )
+            await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
         if getattr(self, "subscribed", False):
             self.subscribed = False
             await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
-        if getattr(self, "joined", False):
-            self.joined = False
-            await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
         if getattr(self, "counted", False):
             self.counted = False
             await store.user_conn_remove(self.user_id, self.conn)
@@ -169,28 +218,52 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.joined:
             return
+        started = time.perf_counter()
         raw = text_data if text_data is not None else bytes_data or b""
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
-        try:
-            if not self.bucket.take(time.monotonic()):
-                self.refused_in_a_row += 1
-                if self.refused_in_a_row >= settings.NUXTEST_WS_FLOOD_CLOSE_AFTER:
-                    await self.close(CLOSE_TOO_MANY)
-                    return
-                raise FrameError("rate_limited", "too many messages: slow down")
-            self.refused_in_a_row = 0
-            if size > settings.NUXTEST_WS_MAX_MESSAGE_BYTES:
-                raise FrameError(
-                    "message_too_large",
-                    f"frames are limited to {settings.NUXTEST_WS_MAX_MESSAGE_BYTES} bytes",
+        kind = "invalid"
+        outcome = "ok"
+        round_hint: Any = None
+        with tracing.span("ws.invalid", {"nuxtest.room": self.code, "enduser.id": self.user_id}) as span:
+            try:
+                if not self.bucket.take(time.monotonic()):
+                    self.refused_in_a_row += 1
+                    if self.refused_in_a_row >= settings.NUXTEST_WS_FLOOD_CLOSE_AFTER:
+                        logger.warning("websocket closed for flooding", extra={"event": "ws_flood_closed"})
+                        await self.close(CLOSE_TOO_MANY)
+                        return
+                    raise FrameError("rate_limited", "too many messages: slow down")
+                self.refused_in_a_row = 0
+                if size > settings.NUXTEST_WS_MAX_MESSAGE_BYTES:
+                    raise FrameError(
+                        "message_too_large",
+                        f"frames are limited to {settings.NUXTEST_WS_MAX_MESSAGE_BYTES} bytes",
+                    )
+                frame = self._parse(raw)
+                round_hint = frame.get("round")
+                if frame["type"] in _RECEIVED:
+                    kind = frame["type"]
+                    if span is not None:
+                        span.update_name(f"ws.{kind}")
+                outcome = await self._handle(frame)
+            except FrameError as exc:
+                outcome = "refused"
+                await self._send({"type": "error", "code": exc.code, "message": exc.message})
+            except Exception:
+                outcome = "server_error"
+                hint = (
+                    round_hint if isinstance(round_hint, int) and not isinstance(round_hint, bool) else None
                 )
-            frame = self._parse(raw)
-            await self._handle(frame)
-        except FrameError as exc:
-            await self._send({"type": "error", "code": exc.code, "message": exc.message})
-        except Exception:
-            logger.exception("frame handling failed", extra={"room": self.code})
-            await self._send({"type": "error", "code": "internal_error", "message": "the server failed"})
+                with context.bound(round=hint), sentry.error_scope():
+                    logger.exception(
+                        "frame handling failed", extra={"event": "ws_frame_failed", "frame_type": kind}
+                    )
+                await self._send({"type": "error", "code": "internal_error", "message": "the server failed"})
+            finally:
+                _RECEIVED[kind].inc()
+                if kind in _ACTIONS:
+                    metrics.GAME_ACTIONS.labels(action=kind, outcome=outcome).inc()
+                _DURATION[kind].observe(time.perf_counter() - started, exemplar=tracing.exemplar())
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         try:
@@ -204,17 +277,32 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise FrameError("invalid_field", "type: must be a string")
         return frame
 
-    async def _handle(self, frame: dict[str, Any]) -> None:
+    async def _handle(self, frame: dict[str, Any]) -> str:
+        """Handle one valid frame; the outcome for the action metrics (ok or refused)."""
         kind = frame["type"]
         if kind == "answer":
             round_number = _int_field(frame, "round")
             option = _int_field(frame, "option")
             if not 0 <= option <= 3:
                 raise FrameError("invalid_field", "option: must be 0, 1, 2 or 3")
-            outcome = await services.answer_submit(
-                code=self.code, user_id=self.user_id, round_number=round_number, option=option
-            )
+            with context.bound(round=round_number):
+                delay = (await faults.current()).answer_delay_ms
+                if delay:
+                    await asyncio.sleep(delay / 1000)
+                outcome = await services.answer_submit(
+                    code=self.code, user_id=self.user_id, round_number=round_number, option=option
+                )
+                logger.info(
+                    "answer %s",
+                    "accepted" if outcome.accepted else f"refused: {outcome.reason}",
+                    extra={
+                        "event": "answer_received",
+                        "accepted": outcome.accepted,
+                        "reason": outcome.reason,
+                    },
+                )
             await self._send(outcome.frame())
+            return "ok" if outcome.accepted else "refused"
         elif kind == "ping":
             t = frame.get("t")
             if t is not None and (
@@ -233,6 +321,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 raise FrameError("not_in_lobby", str(exc)) from exc
         else:
             raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}")
+        return "ok"
 
     # --- Frames to the client -------------------------------------------------------------
 
@@ -242,11 +331,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not self.joined or frame["seq"] <= self.last_seq:
             return
         self.last_seq = frame["seq"]
-        await self._send(frame)
+        with (
+            tracing.attach_remote(message.get("trace")),
+            tracing.span(
+                "ws.broadcast",
+                {"nuxtest.room": self.code, "nuxtest.event": frame["type"], "enduser.id": self.user_id},
+            ),
+        ):
+            await self._send(frame)
 
     async def _send_state(self, snapshot: dict[str, Any]) -> None:
         self.last_seq = max(self.last_seq, snapshot["seq"])
         await self._send(snapshot)
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        counter = _SENT.get(kind)
+        if counter is not None:
+            counter.inc()
+        if kind == "error":
+            metrics.WS_FRAME_ERRORS.labels(code=frame["code"]).inc()
         await self.send(text_data=json.dumps(frame, separators=(",", ":"), allow_nan=False))

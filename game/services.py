@@ -24,6 +24,8 @@ from game import events, scheduler, store
 from game.engine import rules
 from game.engine.model import FINISHED, LOBBY, PLAYING, TRIGGER_DEADLINE, QuestionData, Room
 from game.models import Category, GameResult, Question
+from game.telemetry import game as observe
+from game.telemetry import metrics, tracing
 
 logger = logging.getLogger(__name__)
 _rng = random.SystemRandom()
@@ -321,12 +323,16 @@ async def quickmatch_autostart(*, code: str) -> bool:
 def _results_write(game_id: str, code: str, rows: list[dict[str, Any]], finished_at: int) -> int:
     created_at = datetime.fromtimestamp(finished_at / 1000, tz=UTC)
     with transaction.atomic():
+        before = GameResult.objects.filter(game_id=game_id).count()
         # The unique (game_id, user) constraint makes a retried or raced write a no-op.
-        created = GameResult.objects.bulk_create(
+        GameResult.objects.bulk_create(
             [GameResult(game_id=game_id, room=code, created_at=created_at, **row) for row in rows],
             ignore_conflicts=True,
         )
-    return len(created)
+        written = GameResult.objects.filter(game_id=game_id).count() - before
+    # bulk_create(ignore_conflicts=True) returns every object, written or not: count rows.
+    metrics.RESULTS_WRITTEN.inc(max(0, written))
+    return written
 
 
 async def results_store(*, code: str) -> bool:
@@ -340,9 +346,10 @@ async def results_store(*, code: str) -> bool:
     if room.results_stored:
         return True
     assert room.game_id is not None and room.finished_at is not None
-    await database_sync_to_async(_results_write)(
+    written = await database_sync_to_async(_results_write)(
         room.game_id, room.code, rules.results(room), room.finished_at
     )
+    logger.info("results stored: %s rows", written, extra={"event": "results_stored", "room": room.code})
 
     def mark(room: Room) -> None:
         room.results_stored = True
@@ -354,10 +361,17 @@ async def results_store(*, code: str) -> bool:
 async def room_abandon(*, code: str) -> bool:
     """Abandon a room nobody has been connected to for too long; True if this call did."""
     now = now_ms()
+
+    def change(room: Room) -> bool:
+        was_playing = room.status == PLAYING
+        rules.abandon(room, now=now)
+        return was_playing
+
     try:
-        room, _ = await store.room_update(code, lambda room: rules.abandon(room, now=now))
+        room, was_playing = await store.room_update(code, change)
     except store.RoomNotFound:
         return False
+    observe.abandon_observe(room, was_playing=was_playing)
     if room.quick:
         await store.quick_close(code)
     return True
@@ -372,12 +386,30 @@ async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
     A finished game's results are written before `game_over` goes out, so a client that
     reads its history on `game_over` finds the game there.
     """
+    if not evts:
+        return
+    observe.transition_observe(room, evts, now=now_ms())
+    closed = next((e for e in evts if e["type"] == "round_result"), None)
+    if closed is None:
+        await _publish_and_arm(room, evts)
+        return
+    trigger = room.round.trigger if room.round is not None else None
+    with tracing.span(
+        "round_close",
+        {"nuxtest.room": room.code, "nuxtest.round": closed["round"], "nuxtest.trigger": trigger or ""},
+    ):
+        await _publish_and_arm(room, evts)
+
+
+async def _publish_and_arm(room: Room, evts: list[dict[str, Any]]) -> None:
     if any(e["type"] == "game_over" for e in evts):
         try:
             await results_store(code=room.code)
         except Exception:
             # The sweeper retries until the rows are written.
-            logger.exception("results_store failed", extra={"room": room.code})
+            logger.exception(
+                "results_store failed", extra={"event": "results_store_failed", "room": room.code}
+            )
     await events.publish(room.code, evts)
     for event in evts:
         kind = event["type"]

@@ -7,6 +7,8 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
     quick:open           sorted set of open quick-match rooms, scored by creation time
     instance:<ID>        heartbeat of a live web process (expires when it dies)
     userconns:<USER>     sorted set of a user's open WebSocket connections
+    workers              sorted set of live Celery workers, scored by heartbeat expiry
+    faults               hash of the operators' fault flags (game.faults)
 
 Every change to a room is a WATCH/MULTI transaction over its key, so a transition is
 applied exactly once whichever process or worker attempts it.
@@ -20,6 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import WatchError
@@ -208,3 +211,91 @@ async def user_conn_remove(user_id: int, conn: str) -> None:
 async def ping() -> bool:
     """True if Redis answers."""
     return bool(await client().ping())
+
+
+# --- Fault flags (operators only; game.faults owns their meaning) -------------------------------
+
+
+async def faults_get() -> dict[str, str]:
+    """The fault flags that are set, as stored strings."""
+    raw: dict[bytes, bytes] = await client().hgetall(key("faults"))  # type: ignore[misc]
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def faults_set(values: dict[str, str]) -> None:
+    """Set some fault flags (others keep their value)."""
+    if values:
+        await client().hset(key("faults"), mapping=values)  # type: ignore[misc]
+
+
+async def faults_clear(names: Iterable[str] | None = None) -> None:
+    """Lift some fault flags, or all of them."""
+    if names is None:
+        await client().delete(key("faults"))
+    elif names := list(names):
+        await client().hdel(key("faults"), *names)  # type: ignore[misc]
+
+
+# --- Synchronous reads for the metrics scrape and the Celery worker's main process -------------
+
+_sync: dict[str, redis.Redis] = {}
+
+
+def sync_client(url: str | None = None) -> redis.Redis:
+    """A blocking Redis client (thread-safe pool), for code that runs outside an event loop."""
+    url = url or settings.REDIS_URL
+    conn = _sync.get(url)
+    if conn is None:
+        conn = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=5)
+        _sync[url] = conn
+    return conn
+
+
+def worker_heartbeat(hostname: str, *, ttl_seconds: int, now: float) -> None:
+    """Mark a Celery worker alive for the next `ttl_seconds`."""
+    r = sync_client()
+    k = key("workers")
+    with r.pipeline(transaction=True) as pipe:
+        pipe.zadd(k, {hostname: now + ttl_seconds})
+        pipe.zremrangebyscore(k, "-inf", now)
+        pipe.execute()
+
+
+def worker_gone(hostname: str) -> None:
+    """Forget a Celery worker's heartbeat (it is shutting down)."""
+    sync_client().zrem(key("workers"), hostname)
+
+
+def workers_online(*, now: float) -> int:
+    """Celery workers whose heartbeat is current."""
+    count: int = sync_client().zcount(key("workers"), f"({now}", "+inf")  # type: ignore[assignment]
+    return count
+
+
+def queue_length(queue: str) -> int:
+    """Messages waiting in a Celery queue (kombu's Redis transport: one list per priority step)."""
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    sep = "\x06\x16"
+    names = [queue, *(f"{queue}{sep}{p}" for p in (3, 6, 9))]
+    with sync_client(settings.CELERY_BROKER_URL).pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(prefix + name)
+        return sum(int(n) for n in pipe.execute())
+
+
+def rooms_census() -> tuple[dict[str, int], int]:
+    """Rooms by status and players with an open connection, over every active room."""
+    r = sync_client()
+    members: set[bytes] = r.smembers(key("rooms", "active"))  # type: ignore[assignment]
+    codes = [c.decode() for c in members]
+    by_status: dict[str, int] = {}
+    online: set[int] = set()
+    for start in range(0, len(codes), 500):
+        found: list[bytes | None] = r.mget([key("room", c) for c in codes[start : start + 500]])  # type: ignore[assignment]
+        for raw in found:
+            if raw is None:
+                continue
+            data = json.loads(raw)
+            by_status[data["status"]] = by_status.get(data["status"], 0) + 1
+            online.update(p["id"] for p in data["players"] if p["conns"])
+    return by_status, len(online)

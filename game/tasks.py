@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from game import services
+from game import faults, services
 from game.aio import run_sync
 
 
 @shared_task(name="game.tasks.round_deadline", ignore_result=True)
 def round_deadline(code: str, round_number: int) -> bool:
     """Close a round at its deadline (no-op if it closed already)."""
+    if run_sync(faults.current()).round_close_fail:
+        # The sweeper still closes the round, late: the round-close lag alert shows it.
+        raise faults.FaultInjected("round-close task failure injected by an operator")
     return run_sync(services.round_close_due(code=code, round_number=round_number))
 
 

@@ -2,12 +2,20 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nuxtest.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+# Telemetry before the handler loads MIDDLEWARE: the Django instrumentation adds its own.
+from game.telemetry.setup import telemetry_setup  # noqa: E402
+
+telemetry_setup("web")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
 
 from game.routing import websocket_urlpatterns  # noqa: E402
 from game.ws_auth import BearerOrSessionAuthMiddleware  # noqa: E402

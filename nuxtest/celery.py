@@ -11,3 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nuxtest.settings")
 app = Celery("nuxtest")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Logging, telemetry, task metrics and the worker heartbeat hang on Celery's signals,
+# which must be connected before the worker starts.
+import game.telemetry.celery_signals  # noqa: E402, F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from game.telemetry.logs import logging_config
 from nuxtest.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -51,10 +53,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "channels",
+    "django_prometheus",
     "game",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "game.telemetry.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -63,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "nuxtest.urls"
@@ -95,6 +101,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif _db["ENGINE"] == "django.db.backends.mysql":
     _db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
     _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+# django-prometheus's wrappers of the same backends count queries, errors and latency.
+_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -123,7 +131,7 @@ CHANNEL_LAYERS = {"default": {"BACKEND": CHANNEL_LAYER_BACKEND, "CONFIG": _chann
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "game.telemetry.cache.CountedRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": NUXTEST_REDIS_PREFIX + "cache",
     }
@@ -138,6 +146,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Celery keeps Django's LOGGING (JSON lines); Flower's task metrics need task events.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 
 # --- Auth --------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -195,13 +207,26 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# --- Telemetry (docs/telemetry.md) ------------------------------------------------------
+# JSON lines on stdout for Loki; NUXTEST_LOG_FORMAT=text for humans.
+NUXTEST_LOG_FORMAT = env_str("NUXTEST_LOG_FORMAT", "json")
+if NUXTEST_LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"NUXTEST_LOG_FORMAT={NUXTEST_LOG_FORMAT!r}: use json or text")
+LOGGING_CONFIG = "logging.config.dictConfig"
+LOGGING = logging_config(level=env_str("LOG_LEVEL", "INFO"), fmt=NUXTEST_LOG_FORMAT)
+# Who may read /metrics (Prometheus on the private network), as CIDRs.
+NUXTEST_METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(n, strict=False)
+    for n in env_list(
+        "NUXTEST_METRICS_ALLOWED_NETWORKS",
+        ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+    )
+]
+# The Celery worker serves its task metrics here (0: not at all).
+NUXTEST_WORKER_METRICS_PORT = env_int("NUXTEST_WORKER_METRICS_PORT", 9808)
+NUXTEST_WORKER_METRICS_ADDR = env_str("NUXTEST_WORKER_METRICS_ADDR", "127.0.0.1")
+# How old a process's copy of the fault flags may be (game/faults.py).
+NUXTEST_FAULTS_CACHE_SECONDS = env_float("NUXTEST_FAULTS_CACHE_SECONDS", 1.0)
 
 CELERY_BEAT_SCHEDULE = {
     "rooms-sweep": {

@@ -101,6 +101,8 @@ class Player:
     answered_ms: int = 0
     # Open connections, as opaque ids ("<instance>|<channel>"); connected while non-empty.
     conns: list[str] = field(default_factory=list)
+    # When they became a member (ms); None in rooms stored before the field existed.
+    joined_at: int | None = None
 
     @property
     def connected(self) -> bool:

@@ -178,7 +178,7 @@ def member_add(room: Room, *, player_id: int, name: str, now: int, quick_start_m
         raise GameAlreadyStarted("the game has already started")
     if len(room.players) >= room.settings.max_players:
         raise RoomFull("the room is full")
-    room.players.append(Player(id=player_id, name=name))
+    room.players.append(Player(id=player_id, name=name, joined_at=now))
     if room.quick and len(room.players) == 2 and room.next_at is None:
         room.next_at = now + quick_start_ms
     return True

@@ -32,13 +32,14 @@ SENT_TYPES = (
 )
 CONNECT_OUTCOMES = (
     "accepted",
+    "refused_unavailable",
     "refused_origin",
     "refused_auth",
     "refused_no_room",
     "refused_full",
     "refused_too_many",
 )
-KNOWN_CLOSE_CODES = {1000, 1001, 1006, 1011, 1012, 4401, 4403, 4404, 4409, 4429}
+KNOWN_CLOSE_CODES = {1000, 1001, 1005, 1006, 1011, 1012, 1013, 4401, 4403, 4404, 4409, 4429}
 
 
 def close_code_label(code: int | None) -> str:
@@ -94,17 +95,8 @@ CHANNEL_LAYER_DROPPED = Counter(
 )
 
 # --- Game ------------------------------------------------------------------------------------
-ROOMS = Gauge(
-    "nuxtest_rooms",
-    "Rooms in Redis by status (set by the sweeper).",
-    ["status"],
-    multiprocess_mode="mostrecent",
-)
-PLAYERS_ONLINE = Gauge(
-    "nuxtest_players_online",
-    "Players with at least one open connection (set by the sweeper).",
-    multiprocess_mode="mostrecent",
-)
+# nuxtest_rooms{status} and nuxtest_players_online are read from Redis at scrape time:
+# see game.telemetry.collectors (the same value from every web instance: use max()).
 GAMES_STARTED = Counter("nuxtest_games_started_total", "Games started.", ["mode"])
 GAMES_FINISHED = Counter("nuxtest_games_finished_total", "Games that ended, by outcome.", ["outcome"])
 ROUNDS_CLOSED = Counter("nuxtest_rounds_closed_total", "Rounds closed, by trigger.", ["trigger"])
@@ -136,17 +128,8 @@ CELERY_TASK_DURATION = Histogram(
     ["task"],
     buckets=FAST_BUCKETS,
 )
-CELERY_QUEUE_LENGTH = Gauge(
-    "nuxtest_celery_queue_length",
-    "Messages waiting in a Celery queue (read at scrape time).",
-    ["queue"],
-    multiprocess_mode="mostrecent",
-)
-CELERY_WORKERS_ONLINE = Gauge(
-    "nuxtest_celery_workers_online",
-    "1 per running Celery worker (sum over targets for the count).",
-    multiprocess_mode="max",
-)
+# nuxtest_celery_queue_length{queue} and nuxtest_celery_workers_online are read from
+# Redis at scrape time: see game.telemetry.collectors.
 
 # --- Build -----------------------------------------------------------------------------------
 BUILD_INFO = Gauge(

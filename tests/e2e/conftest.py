@@ -25,9 +25,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+from tests.e2e.receivers import OtlpReceiver, SentryReceiver
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-LOGS = ROOT / "tests" / "artifacts" / "e2e-logs"
+# One folder per test run, so that concurrent runs in one checkout keep their own logs.
+LOGS = ROOT / "tests" / "artifacts" / "e2e-logs" / f"run-{os.getpid()}"
 
 
 def free_port() -> int:
@@ -56,17 +59,23 @@ class Stack:
 
     env: dict[str, str]
     web_urls: list[str] = field(default_factory=list)
+    worker_metrics: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return self.web_urls[0]
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = open(LOGS / f"{name}.log", "wb")
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
@@ -75,7 +84,7 @@ class Stack:
         port = free_port()
         self.start(
             name,
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "nuxtest.asgi:application"],
+            [str(BIN / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "nuxtest.asgi:application"],
         )
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", self.procs[name])
@@ -83,13 +92,14 @@ class Stack:
         return url
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        port = free_port()
+        self.worker_metrics[name] = f"http://127.0.0.1:{port}/metrics"
         proc = self.start(
             name,
             [
-                str(BIN / "celery"),
-                "-A",
-                "nuxtest",
-                "worker",
+                str(BIN / "python"),
+                "-m",
+                "nuxtest.worker",
                 "--loglevel=INFO",
                 "--concurrency=2",
                 "--without-mingle",
@@ -97,6 +107,10 @@ class Stack:
                 "-n",
                 f"{name}@%h",
             ],
+            env={
+                "NUXTEST_WORKER_METRICS_PORT": str(port),
+                "PROMETHEUS_MULTIPROC_DIR": str(LOGS / f"metrics-{name}-{uuid.uuid4().hex[:6]}"),
+            },
         )
         wait_worker(name, proc)
         return proc
@@ -141,8 +155,26 @@ def wait_worker(name: str, proc: subprocess.Popen[bytes], timeout: float = 30) -
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
-    """Two Daphne processes, a Celery worker and beat, on the test database."""
+def otlp() -> Iterator[OtlpReceiver]:
+    """The OTLP/HTTP receiver every stack process exports its spans to."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def sentry_server() -> Iterator[SentryReceiver]:
+    """The Sentry stand-in every stack process reports its errors to."""
+    receiver = SentryReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    django_db_setup: None, django_db_blocker: Any, otlp: OtlpReceiver, sentry_server: SentryReceiver
+) -> Iterator[Stack]:
+    """Two Daphne processes, a Celery worker and beat, on the test database, telemetry on."""
     prefix = f"e2e-{uuid.uuid4().hex[:8]}:"
     env = {
         **os.environ,
@@ -153,6 +185,13 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
         "CELERY_TASK_DEFAULT_QUEUE": prefix.rstrip(":"),
         "NUXTEST_SWEEP_INTERVAL_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
+        # Every signal on, to local receivers: the tests read what the processes emit.
+        "NUXTEST_LOG_FORMAT": "json",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+        "OTEL_TRACES_SAMPLER": "always_on",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "SENTRY_DSN": sentry_server.dsn(),
+        "NUXTEST_FAULTS_CACHE_SECONDS": "0.2",
     }
     stack = Stack(env=env)
     try:
@@ -165,6 +204,7 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
                 str(BIN / "celery"),
                 "-A",
                 "nuxtest",
+                "--quiet",
                 "beat",
                 "--loglevel=INFO",
                 "-s",

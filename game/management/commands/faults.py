@@ -1,0 +1,44 @@
+"""`manage.py faults [show | set NAME=VALUE ... | clear [NAME ...]]`: the operators' fault flags."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from game import faults
+from game.aio import run_sync
+
+
+class Command(BaseCommand):
+    help = "Show, set or clear the fault flags every process obeys (see game/faults.py)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("action", nargs="?", default="show", choices=["show", "set", "clear"])
+        parser.add_argument("flags", nargs="*", help="set: NAME=VALUE pairs; clear: names (none: all)")
+
+    def handle(self, *args: Any, action: str, flags: list[str], **options: Any) -> None:
+        try:
+            if action == "set":
+                pairs = dict(self._pair(f) for f in flags)
+                if not pairs:
+                    raise CommandError("set needs NAME=VALUE pairs, e.g. answer_delay_ms=500")
+                current = run_sync(faults.update(pairs))
+            elif action == "clear":
+                unknown = [f for f in flags if f not in faults.NAMES]
+                if unknown:
+                    raise CommandError(f"unknown fault flags: {', '.join(unknown)}")
+                current = run_sync(faults.update(dict.fromkeys(flags, 0)) if flags else faults.clear())
+            else:
+                current = run_sync(faults.current())
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(json.dumps(current.as_dict(), indent=2))
+
+    @staticmethod
+    def _pair(text: str) -> tuple[str, str]:
+        name, sep, value = text.partition("=")
+        if not sep:
+            raise CommandError(f"{text!r}: expected NAME=VALUE")
+        return name.strip(), value.strip()

@@ -1,0 +1,144 @@
+"""Celery signal handlers: logging, telemetry set-up, task metrics, worker metrics and heartbeat.
+
+Task metrics are counted in the prefork children and served by the worker's main process
+on NUXTEST_WORKER_METRICS_PORT, with prometheus-client's multiprocess mode
+(PROMETHEUS_MULTIPROC_DIR, set by `python -m nuxtest.worker`). Why this and not Flower's
+metrics: Flower sees tasks through events, only while it runs and only if events are on;
+the worker itself always knows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import logging.config
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from celery import Task, signals
+from django.conf import settings
+
+from game import store
+from game.telemetry import context, metrics, sentry
+from game.telemetry.setup import telemetry_setup
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_TTL_SECONDS = 30
+# Task arguments that name the room and round a task works on.
+_CONTEXT_ARGS = {"code": "room", "round_number": "round"}
+
+_started: dict[str, tuple[float, Any]] = {}
+_hostname = ""
+_stop = threading.Event()
+
+
+@signals.setup_logging.connect
+def _logging_setup(**_: Any) -> None:
+    # Celery keeps Django's LOGGING (JSON on stdout) instead of installing its own handlers.
+    logging.config.dictConfig(settings.LOGGING)
+
+
+@signals.beat_init.connect
+def _beat_init(**_: Any) -> None:
+    telemetry_setup("beat")
+
+
+@signals.worker_init.connect
+def _worker_init(sender: Any = None, **_: Any) -> None:
+    global _hostname
+    telemetry_setup("worker")
+    _hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}"
+    _metrics_server_start()
+    threading.Thread(target=_heartbeat_forever, name="nuxtest-worker-heartbeat", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _worker_shutdown(**_: Any) -> None:
+    _stop.set()
+    if _hostname:
+        try:
+            store.worker_gone(_hostname)
+        except Exception:
+            logger.warning(
+                "worker heartbeat not removed", exc_info=True, extra={"event": "worker_heartbeat_failed"}
+            )
+
+
+@signals.worker_process_shutdown.connect
+def _worker_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+def _metrics_server_start() -> None:
+    port = settings.NUXTEST_WORKER_METRICS_PORT
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry: Any = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    try:
+        if registry is None:
+            start_http_server(port, addr=settings.NUXTEST_WORKER_METRICS_ADDR)
+        else:
+            start_http_server(port, addr=settings.NUXTEST_WORKER_METRICS_ADDR, registry=registry)
+    except OSError:
+        logger.exception("worker metrics port %s unavailable", port, extra={"event": "worker_metrics_failed"})
+        return
+    logger.info("worker metrics on port %s", port, extra={"event": "worker_metrics_started"})
+
+
+def _heartbeat_forever() -> None:
+    while not _stop.is_set():
+        try:
+            store.worker_heartbeat(_hostname, ttl_seconds=HEARTBEAT_TTL_SECONDS, now=time.time())
+        except Exception:
+            logger.warning(
+                "worker heartbeat failed", exc_info=True, extra={"event": "worker_heartbeat_failed"}
+            )
+        _stop.wait(HEARTBEAT_SECONDS)
+
+
+def _task_context(task: Task, args: Any, kwargs: Any) -> dict[str, Any]:
+    try:
+        bound = inspect.signature(task.run).bind_partial(*(args or ()), **(kwargs or {}))
+    except (TypeError, ValueError):
+        return {}
+    return {field: bound.arguments[name] for name, field in _CONTEXT_ARGS.items() if name in bound.arguments}
+
+
+@signals.task_prerun.connect
+def _task_prerun(
+    task_id: str = "", task: Task | None = None, args: Any = None, kwargs: Any = None, **_: Any
+) -> None:
+    if task is None:
+        return
+    token = context.bind(**_task_context(task, args, kwargs))
+    sentry.tag_current(task=task.name)
+    _started[task_id] = (time.perf_counter(), token)
+
+
+@signals.task_postrun.connect
+def _task_postrun(task_id: str = "", task: Task | None = None, state: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id, None)
+    if task is None or started is None:
+        return
+    at, token = started
+    metrics.CELERY_TASK_DURATION.labels(task=task.name).observe(time.perf_counter() - at)
+    metrics.CELERY_TASKS.labels(task=task.name, state=(state or "unknown").lower()).inc()
+    try:
+        context.unbind(token)
+    except ValueError:
+        pass  # reset from another context: nothing left to undo

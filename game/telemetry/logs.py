@@ -1,0 +1,156 @@
+"""Log records as one JSON object per line, with trace ids and the bound context.
+
+Every record gets `service`, `env`, `event`, `trace_id`, `span_id` and whatever
+`game.telemetry.context` holds (request_id, user_id, room, round). The project's own
+lines name their `event` (extra={"event": ...}); other libraries' lines get
+`<library>_log`. NUXTEST_LOG_FORMAT=text gives human-readable lines instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+from game.telemetry import context, tracing
+
+# Set by game.telemetry.setup for this process (web, worker, beat, manage).
+SERVICE = "nuxtest"
+ENVIRONMENT = "development"
+
+# Names that must never reach a log line as a field.
+SECRET_FIELDS = re.compile(r"pass(word)?|token|secret|authorization|cookie|session|csrf|jwt", re.I)
+
+# Library loggers whose lines have a known event name.
+_LIBRARY_EVENTS = {
+    "celery.app.trace": "celery_task_log",
+    "celery.worker.strategy": "celery_task_received",
+    "django.request": "django_request_error",
+    "py.warnings": "python_warning",
+    "daphne.server": "daphne_server",
+    "channels_redis.core": "channel_layer_log",
+    "daphne.http_protocol": "daphne_http",
+    "daphne.ws_protocol": "daphne_ws",
+}
+
+
+def _event_for(name: str) -> str:
+    event = _LIBRARY_EVENTS.get(name)
+    if event is not None:
+        return event
+    top = name.split(".", 1)[0] or "root"
+    return f"{re.sub(r'[^a-z0-9]+', '_', top.lower())}_log"
+
+
+class ContextFilter(logging.Filter):
+    """Adds service, env, event, trace and context fields to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = SERVICE
+        record.env = ENVIRONMENT
+        if not getattr(record, "event", None):
+            record.event = _event_for(record.name)
+        pair = tracing.ids()
+        record.trace_id, record.span_id = pair if pair else ("", "")
+        for key, value in context.current().items():
+            if getattr(record, key, None) is None:
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger with the field names and order of OBSERVABILITY.md."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__(*args, **kwargs)
+
+    def add_fields(
+        self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_record["timestamp"] = (
+            datetime.fromtimestamp(record.created, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        log_record["level"] = record.levelname.lower()
+        log_record["logger"] = record.name
+        log_record["message"] = record.getMessage()
+        for key in ("event", "service", "env", "trace_id", "span_id", *context.FIELDS):
+            value = getattr(record, key, None)
+            if value is not None and value != "":
+                log_record[key] = value
+        super().add_fields(log_record, record, message_dict)
+        for key in list(log_record):
+            if SECRET_FIELDS.search(key):
+                log_record[key] = "[Filtered]"
+            elif log_record[key] == "" and key in {"trace_id", "span_id"}:
+                del log_record[key]  # tracing is off: no ids rather than empty ones
+        if record.exc_info and "exc_info" in log_record:
+            log_record["exception"] = log_record.pop("exc_info")
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for local development, with the event and room when known."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{key}={getattr(record, key)}"
+            for key in ("event", "room", "round", "trace_id")
+            if getattr(record, key, None) not in (None, "")
+        ]
+        return f"{line} [{' '.join(extras)}]" if extras else line
+
+
+class ChannelLayerDropCounter(logging.Handler):
+    """Counts the group messages channels-redis drops over capacity (it only logs them, at INFO)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "over capacity" not in str(record.msg) or not record.args:
+            return
+        from game.telemetry import metrics
+
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        try:
+            dropped = int(str(args[0]))  # "%s of %s channels over capacity in group %s"
+        except (TypeError, ValueError):
+            return
+        metrics.CHANNEL_LAYER_DROPPED.inc(dropped)
+
+
+def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
+    """The LOGGING dict for Django settings: JSON (default) or text on stdout."""
+    # Python warnings become log records too, so that stdout stays one JSON object per line.
+    logging.captureWarnings(True)
+    formatter = (
+        {"()": "game.telemetry.logs.JsonFormatter"}
+        if fmt == "json"
+        else {
+            "()": "game.telemetry.logs.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "game.telemetry.logs.ContextFilter"}},
+        "formatters": {"main": formatter},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "main",
+                "filters": ["context"],
+            },
+            "channel_layer_drops": {"class": "game.telemetry.logs.ChannelLayerDropCounter", "level": "INFO"},
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            # channels-redis reports drops only at INFO: always count them, whatever LOG_LEVEL says.
+            "channels_redis.core": {"handlers": ["channel_layer_drops"], "level": "INFO", "propagate": True},
+        },
+    }

@@ -1,0 +1,129 @@
+"""Sentry: on only with SENTRY_DSN; no personal data, and a scrubber for what slips through."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sentry_sdk
+from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+
+from game.telemetry import context, tracing
+
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?|token|secret|authorization|cookie|session|csrf|jwt|api[-_]?key|refresh|access", re.I
+)
+# A bearer value or a JWT inside free text (a message, a URL, a local variable's repr).
+_SECRET_TEXT = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9._-]+", re.I)
+FILTERED = "[Filtered]"
+_enabled = False
+
+
+def enabled() -> bool:
+    """Whether this process reports to Sentry."""
+    return _enabled
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if depth > 20:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: FILTERED if isinstance(k, str) and _SECRET_KEY.search(k) else _scrub(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        # Header lists arrive as [name, value] pairs.
+        if len(value) == 2 and isinstance(value[0], str) and _SECRET_KEY.search(value[0]):
+            return [value[0], FILTERED]
+        return [_scrub(v, depth + 1) for v in value]
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(lambda m: (m.group(1) or "") + FILTERED, value)
+    return value
+
+
+def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """Drop cookies and the user's details; filter secret-looking keys and values everywhere."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        request.pop("cookies", None)
+        request.pop("data", None)
+    event.pop("user", None)
+    # The room, round and trace of the work that failed, wherever it is captured from.
+    tags = event.setdefault("tags", {})
+    if isinstance(tags, dict):
+        for key, value in _tags().items():
+            tags.setdefault(key, value)
+    scrubbed: dict[str, Any] = _scrub(event)
+    return scrubbed
+
+
+def setup(service: str, *, release: str, environment: str) -> bool:
+    """Initialise sentry-sdk when SENTRY_DSN is set; True if it is on."""
+    global _enabled
+    dsn = os.environ.get("SENTRY_DSN", "").strip()
+    if _enabled or not dsn:
+        return _enabled
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.redis import RedisIntegration
+
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=os.environ.get("SENTRY_ENVIRONMENT", environment),
+        release=os.environ.get("SENTRY_RELEASE", release),
+        server_name=service,
+        send_default_pii=False,
+        # Local variables would carry rooms' player lists and question plans into events.
+        include_local_variables=False,
+        max_request_body_size="never",
+        # Errors only by default: traces go to OpenTelemetry.
+        traces_sample_rate=float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0")),
+        event_scrubber=EventScrubber(
+            denylist=[*DEFAULT_DENYLIST, "refresh", "access", "jwt", "bearer"], recursive=True
+        ),
+        before_send=before_send,  # type: ignore[arg-type]
+        integrations=[
+            DjangoIntegration(),
+            CeleryIntegration(),
+            RedisIntegration(),
+            LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
+        ],
+    )
+    sentry_sdk.set_tag("service", service)
+    _enabled = True
+    return True
+
+
+def _tags() -> dict[str, str]:
+    fields = context.current()
+    tags = {k: str(fields[k]) for k in ("room", "round") if fields.get(k) is not None}
+    pair = tracing.ids()
+    if pair:
+        tags["trace_id"] = pair[0]
+    return tags
+
+
+@contextmanager
+def error_scope() -> Iterator[None]:
+    """A Sentry scope tagged with the room, round and trace id, for reporting one error."""
+    if not _enabled:
+        yield
+        return
+    with sentry_sdk.new_scope() as scope:
+        for key, value in _tags().items():
+            scope.set_tag(key, value)
+        yield
+
+
+def tag_current(**extra: str) -> None:
+    """Tag the current scope (a Celery task's) with the room, round and trace id."""
+    if not _enabled:
+        return
+    for key, value in {**_tags(), **extra}.items():
+        sentry_sdk.set_tag(key, value)

@@ -1,0 +1,139 @@
+"""OpenTelemetry: set up once per process from the standard OTEL_* variables; cheap helpers.
+
+With no exporter configured (no OTEL_EXPORTER_OTLP_*ENDPOINT, or OTEL_TRACES_EXPORTER=none,
+or OTEL_SDK_DISABLED=true) nothing is set up: `span()` is a null context and costs
+nothing on the hot path, and logs carry no trace id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+logger = logging.getLogger(__name__)
+
+tracer = trace.get_tracer("nuxtest")
+_enabled = False
+
+
+def enabled() -> bool:
+    """Whether this process exports spans."""
+    return _enabled
+
+
+def wanted() -> bool:
+    """Whether the environment asks for traces to be exported."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER")
+    if exporters is not None:
+        return exporters.strip().lower() not in {"", "none"}
+    return any(
+        os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def setup(service: str, *, version: str, environment: str) -> bool:
+    """Install the tracer provider and the library instrumentations; True if tracing is on."""
+    global _enabled
+    if _enabled or not wanted():
+        return _enabled
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over these.
+    resource = Resource.create(
+        {
+            "service.name": f"nuxtest-{service}",
+            "service.namespace": "nuxtest",
+            "service.version": version,
+            "deployment.environment.name": environment,
+        }
+    )
+    # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _instrument_libraries()
+    _enabled = True
+    logger.info("tracing on", extra={"event": "tracing_enabled"})
+    return True
+
+
+def _instrument_libraries() -> None:
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    # Django: must run before the ASGI handler loads MIDDLEWARE (nuxtest/asgi.py does).
+    DjangoInstrumentor().instrument(is_sql_commentor_enabled=False)
+    CeleryInstrumentor().instrument()
+    RedisInstrumentor().instrument()
+    try:
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    except ImportError:  # pragma: no cover - psycopg instrumentation is a dependency
+        return
+    PsycopgInstrumentor().instrument(enable_commenter=False)
+
+
+def span(
+    name: str, attributes: Mapping[str, Any] | None = None, **kwargs: Any
+) -> AbstractContextManager[Any]:
+    """A current span named `name`, or a null context when tracing is off."""
+    if not _enabled:
+        return nullcontext()
+    return tracer.start_as_current_span(name, attributes=attributes, **kwargs)
+
+
+def ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the active span, as hex, or None."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def exemplar() -> dict[str, str] | None:
+    """A trace-id exemplar for a histogram observation, when the active span is sampled."""
+    if not _enabled:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
+        return None
+    return {"trace_id": format(ctx.trace_id, "032x")}
+
+
+def carrier() -> dict[str, str] | None:
+    """The active context as W3C headers (`traceparent`), to cross a hop; None if none."""
+    if not _enabled:
+        return None
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers or None
+
+
+def attach_remote(headers: Mapping[str, str] | None) -> AbstractContextManager[Any]:
+    """A with-block in which the context carried by `headers` is the parent."""
+    if not _enabled or not headers:
+        return nullcontext()
+    return _Attached(propagate.extract(headers))
+
+
+class _Attached:
+    def __init__(self, ctx: otel_context.Context) -> None:
+        self._ctx = ctx
+        self._token: object | None = None
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(self._ctx)
+
+    def __exit__(self, *exc: object) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+"""GET /metrics: the Prometheus exposition of this web instance (OpenMetrics when asked, for exemplars)."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
+
+from game.telemetry.collectors import RedisStateCollector
+
+_lock = threading.Lock()
+_registered = False
+
+
+def _register_once() -> None:
+    global _registered
+    with _lock:
+        if not _registered:
+            REGISTRY.register(RedisStateCollector())
+            _registered = True
+
+
+def _allowed(request: HttpRequest) -> bool:
+    """Only scrapers on the allowed networks (NUXTEST_METRICS_ALLOWED_NETWORKS) see /metrics."""
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.NUXTEST_METRICS_ALLOWED_NETWORKS)
+
+
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The exposition; 403 for a client outside the allowed networks."""
+    if not _allowed(request):
+        return HttpResponseForbidden("metrics are not served to this network\n", content_type="text/plain")
+    _register_once()
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(REGISTRY), content_type=content_type)

@@ -1,0 +1,488 @@
+"""A real browser against the real stack: two players play NuxTest in headless Chromium.
+
+Playwright drives Debian's Chromium (`/usr/bin/chromium`, or `PLAYWRIGHT_CHROMIUM_EXECUTABLE`)
+against the `stack` fixture: two Daphne processes, a Celery worker and beat, Redis and the
+test database. Everything goes through the pages as a player would: sign-up form, lobby
+forms, option buttons. Where Playwright or Chromium is missing the tests are skipped,
+unless `NUXTEST_REQUIRE_BROWSER=1` (CI), where that is a failure. Any uncaught JavaScript
+exception or console error in a page fails the test.
+
+Screenshots land in tests/artifacts/browser/ (the final standings, and each page as the
+test left it, for debugging a failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from game.models import GameResult, Question
+from tests.e2e.conftest import ROOT, Stack
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright, expect
+except ImportError as exc:  # the dev extra is not installed
+    PLAYWRIGHT_MISSING: str | None = str(exc)
+else:
+    PLAYWRIGHT_MISSING = None
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("PLAYWRIGHT_CHROMIUM_EXECUTABLE", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
+PASSWORD = "browser-Quiz-password-42"
+LETTERS = "ABCD"
+WAIT_MS = 10_000
+
+# Runs in every page before its own scripts. It can skew the page's clock (Date.now, the only
+# clock room.js reads) to play a player whose computer clock is wrong, and it keeps a snapshot
+# of each round result as the page rendered it: with reveal_seconds 0 the next question
+# replaces the result at once, too fast to look at from outside the page.
+INIT_SCRIPT = """
+(() => {
+  const skew = %(skew)d;
+  if (skew) {
+    const realNow = Date.now.bind(Date);
+    Date.now = () => realNow() + skew;
+  }
+  const log = { results: {} };
+  window.__nuxtest = log;
+  document.addEventListener('DOMContentLoaded', () => {
+    const box = document.getElementById('round-result');
+    if (!box) return;
+    new MutationObserver(() => {
+      const title = box.querySelector('h3');
+      if (box.hidden || !title || log.results[title.textContent]) return;
+      log.results[title.textContent] = {
+        at: performance.timeOrigin + performance.now(),
+        answer: box.querySelector('.correct-answer').textContent,
+        status: document.getElementById('answer-status').textContent,
+        rows: Array.from(box.querySelectorAll('tbody tr'),
+          (tr) => Array.from(tr.cells, (td) => td.textContent)),
+        options: Array.from(document.querySelectorAll('#options button.option'),
+          (b) => ({ disabled: b.disabled, classes: b.className })),
+      };
+    }).observe(box, { childList: true, subtree: true, attributes: true });
+  });
+})();
+"""
+
+# What the page shows and the real time (performance.* is not skewed), read in one go.
+READ_COUNTDOWN = """() => ({
+  shown: Number(document.getElementById('countdown').textContent),
+  now: performance.timeOrigin + performance.now(),
+  skew: Date.now() - (performance.timeOrigin + performance.now()),
+})"""
+
+
+@dataclass
+class Player:
+    """One browser context (its own cookies) with one page, and what the page went through."""
+
+    label: str
+    name: str
+    page: Page
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> int:
+        state = next(f for f in self.frames if f["type"] == "state")
+        return next(int(p["id"]) for p in state["players"] if p["name"] == self.name)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """The WebSocket frames of one type this page received, in order, over every reload."""
+        return [f for f in self.frames if f["type"] == kind]
+
+    def question(self, n: int) -> dict[str, Any]:
+        """Round n's question as the page last received it (a `question`, or a `state`'s)."""
+        for frame in reversed(self.frames):
+            if frame["type"] == "question" and frame["round"] == n:
+                return frame
+            if frame["type"] == "state" and frame.get("round") == n and frame.get("question"):
+                return dict(frame["question"], round=n)
+        raise AssertionError(f"{self.label} got no question for round {n}")
+
+    def round_result(self, n: int) -> dict[str, Any]:
+        return next(f for f in self.of_type("round_result") if f["round"] == n)
+
+    async def rendered_result(self, n: int) -> dict[str, Any]:
+        """The round-result panel as it was first rendered for round n."""
+        handle = await self.page.wait_for_function(
+            "(title) => window.__nuxtest.results[title]", arg=f"Round {n} result", timeout=WAIT_MS
+        )
+        value: dict[str, Any] = await handle.json_value()
+        return value
+
+
+def browser_unavailable(problem: str) -> None:
+    if os.environ.get("NUXTEST_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{problem}, and NUXTEST_REQUIRE_BROWSER=1 requires the browser tests to run")
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chromium() -> str:
+    """The Chromium executable; checked before the stack starts, so a skip costs nothing."""
+    if PLAYWRIGHT_MISSING is not None:
+        browser_unavailable(f"Playwright is not installed ({PLAYWRIGHT_MISSING}): pip install -e '.[dev]'")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        browser_unavailable(
+            f"no Chromium at {CHROMIUM} (apt-get install chromium, or set PLAYWRIGHT_CHROMIUM_EXECUTABLE)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def players(
+    browser: Browser, live: Stack, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Awaitable[Player]]]:
+    """Make players, each in a fresh browser context: make("alice", skew_ms=...)."""
+    expect.set_options(timeout=WAIT_MS)
+    made: list[Player] = []
+
+    async def make(label: str, skew_ms: int = 0) -> Player:
+        context = await browser.new_context(
+            base_url=live.url, locale="en-US", timezone_id="UTC", viewport={"width": 1100, "height": 900}
+        )
+        context.set_default_timeout(WAIT_MS)
+        await context.add_init_script(INIT_SCRIPT % {"skew": skew_ms})
+        page = await context.new_page()
+        player = Player(label=label, name=f"{label}-{uuid.uuid4().hex[:6]}", page=page)
+
+        def on_console(msg: Any) -> None:
+            if msg.type == "error":
+                player.errors.append(f"console error at {msg.location}: {msg.text}")
+
+        def on_websocket(ws: Any) -> None:
+            ws.on("framereceived", lambda payload: player.frames.append(json.loads(payload)))
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda err: player.errors.append(f"uncaught exception: {err}"))
+        page.on("websocket", on_websocket)
+        made.append(player)
+        return player
+
+    yield make
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for player in made:
+        # How each page was left: the first thing to look at when a test fails.
+        with contextlib.suppress(Exception):
+            await player.page.screenshot(
+                path=ARTIFACTS / f"{request.node.name}-{player.label}.png", full_page=True
+            )
+        await player.page.context.close()
+    # The async ORM calls ran on asgiref's worker thread: close its connection, or the test
+    # database cannot be dropped at the end of the session ("accessed by other users").
+    await sync_to_async(connections.close_all)()
+
+
+def assert_no_js_errors(*players: Player) -> None:
+    errors = {p.label: p.errors for p in players if p.errors}
+    assert not errors, f"JavaScript errors in the pages: {errors}"
+
+
+async def sign_up(player: Player, base: str) -> None:
+    """Create the player's account through the sign-up page; it lands on the lobby, logged in."""
+    page = player.page
+    await page.goto("/accounts/signup/")
+    await page.fill("#id_username", player.name)
+    await page.fill("#id_password1", PASSWORD)
+    await page.fill("#id_password2", PASSWORD)
+    await page.click("form.stacked-form button[type=submit]")
+    await expect(page).to_have_url(f"{base}/")
+    await expect(page.locator("#current-user")).to_have_text(player.name)
+    await expect(page.locator("#create-form")).to_be_visible()
+
+
+async def create_room(host: Player, **settings: float) -> str:
+    """Fill the lobby's create form; return the code of the room the host lands in."""
+    page = host.page
+    for name, value in settings.items():
+        await page.fill(f"#id_{name}", str(value))
+    await page.click("#create-button")
+    await page.wait_for_url(re.compile(r"/rooms/[A-Z2-9]{6}/$"))
+    code = await page.locator("#room-code-label").inner_text()
+    assert page.url.endswith(f"/rooms/{code}/")
+    await expect(page.locator("#status")).to_have_text("lobby")
+    return code
+
+
+async def join_room(player: Player, code: str) -> None:
+    """Type the code into the lobby's join form, as a player would (in lower case)."""
+    page = player.page
+    await page.fill("#id_code", code.lower())
+    await page.click("#join-button")
+    await page.wait_for_url(f"**/rooms/{code}/")
+    await expect(page.locator("#status")).to_have_text("lobby")
+
+
+async def wait_question(player: Player, n: int, rounds: int, *, answered: bool = False) -> dict[str, Any]:
+    """Wait until the page shows round n's question, open; return it as the page received it."""
+    page = player.page
+    await expect(page.locator("#status")).to_have_text("playing")
+    await expect(page.locator("#round-label")).to_have_text(f"Round {n} / {rounds}")
+    buttons = page.locator("#options button.option")
+    for i in range(4):
+        if answered:
+            await expect(buttons.nth(i)).to_be_disabled()
+        else:
+            await expect(buttons.nth(i)).to_be_enabled()
+    question = player.question(n)
+    await expect(page.locator("#question-text")).to_have_text(question["text"])
+    await expect(buttons).to_have_text(question["options"])
+    assert "correct_option" not in question and "correct" not in question
+    return question
+
+
+async def correct_index(question: dict[str, Any]) -> int:
+    """Where the right answer is among this question's (shuffled) options."""
+    stored = await Question.objects.aget(text=question["text"])
+    return int(question["options"].index(stored.options[stored.correct]))
+
+
+async def click_option(player: Player, option: int, *, closes_round: bool = False) -> None:
+    """Click an answer; unless it is the last answer the round waits for, it shows as locked in."""
+    button = player.page.locator(f'#options button.option[data-option="{option}"]')
+    await button.click()
+    if not closes_round:
+        await expect(player.page.locator("#answer-status")).to_have_text(
+            "Answer locked in: waiting for the others…"
+        )
+        await expect(button).to_have_class(re.compile(r"\bchosen\b"))
+
+
+async def assert_countdown_follows_deadline(player: Player, deadline: int, answer_seconds: float) -> None:
+    """The countdown shown is the time left to the server's deadline, whatever the page's clock."""
+    last = None
+    for _ in range(3):
+        seen = await player.page.evaluate(READ_COUNTDOWN)
+        expected = (deadline - seen["now"]) / 1000
+        assert 0 < expected <= answer_seconds, (expected, seen)
+        # One 100 ms tick of the display, its rounding to 0.1 s, and the clock estimate.
+        assert abs(seen["shown"] - expected) <= 0.3, (
+            f"{player.label} shows {seen['shown']} s left, the deadline is {expected:.2f} s away",
+            seen,
+        )
+        if last is not None:
+            assert seen["shown"] < last, "the countdown runs down"
+        last = seen["shown"]
+        await player.page.wait_for_timeout(250)
+
+
+async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_browser(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    rounds, answer_seconds = 3, 3
+    alice, bob = await players("alice"), await players("bob")
+    for p in (alice, bob):
+        await sign_up(p, live.url)
+
+    code = await create_room(
+        alice, rounds=rounds, answer_seconds=answer_seconds, reveal_seconds=0, max_players=2
+    )
+    await expect(alice.page.locator("#settings-summary")).to_contain_text(
+        "3 rounds · 3 s to answer · 0 s pause · up to 2 players"
+    )
+    await join_room(bob, code)
+
+    for p in (alice, bob):
+        await expect(p.page.locator("#players li.player .player-name")).to_have_text([alice.name, bob.name])
+        await expect(p.page.locator('#players li.player[data-connected="true"]')).to_have_count(2)
+        await expect(p.page.locator("#players li.player.host .player-name")).to_have_text(alice.name)
+        await expect(p.page.locator("#players li.player.me .player-name")).to_have_text(p.name)
+        await expect(p.page.locator("#connection")).to_have_attribute("data-state", "connected")
+    await expect(bob.page.locator("#start-button")).to_be_hidden()
+    await expect(bob.page.locator("#lobby-hint")).to_contain_text(f"Waiting for {alice.name} to start")
+    await expect(alice.page.locator("#start-button")).to_be_visible()
+    await alice.page.click("#start-button")
+
+    # Round 1: both answer (Alice right, Bob wrong), so it closes at once.
+    q = await wait_question(alice, 1, rounds)
+    assert await wait_question(bob, 1, rounds) == q
+    right = await correct_index(q)
+    wrong = (right + 1) % 4
+    await click_option(alice, right)
+    await click_option(bob, wrong, closes_round=True)
+    a1, b1 = await alice.rendered_result(1), await bob.rendered_result(1)
+    assert a1["at"] < q["deadline"], "the round closed when both had answered, not at the deadline"
+    assert a1["answer"] == b1["answer"] == f"Correct answer: {LETTERS[right]}. {q['options'][right]}"
+    points = alice.round_result(1)["results"][0]["points"]
+    assert 500 < points <= 1000
+    assert a1["status"] == f"Correct! +{points} points."
+    assert b1["status"] == f"Wrong: the answer was {LETTERS[right]}."
+    assert (
+        a1["rows"]
+        == b1["rows"]
+        == [
+            [alice.name, LETTERS[right], f"+{points}", str(points)],
+            [bob.name, LETTERS[wrong], "0", "0"],
+        ]
+    )
+
+    # Round 2: only Alice answers; the round closes at its deadline.
+    q = await wait_question(alice, 2, rounds)
+    await wait_question(bob, 2, rounds)
+    right = await correct_index(q)
+    await click_option(alice, right)
+    a2, b2 = await alice.rendered_result(2), await bob.rendered_result(2)
+    assert a2["at"] >= q["deadline"] - 20 and b2["at"] >= q["deadline"] - 20, "closed by the deadline"
+    assert a2["status"].startswith("Correct! +")
+    assert b2["status"] == f"No answer this round: the answer was {LETTERS[right]}."
+    assert all(o["disabled"] for o in b2["options"]), "no answering once the round is over"
+    assert b2["rows"][1][:3] == [bob.name, "—", "0"]
+
+    # Round 3: Alice wrong, Bob right; the last result is followed by the final standings.
+    q = await wait_question(alice, 3, rounds)
+    await wait_question(bob, 3, rounds)
+    right = await correct_index(q)
+    await click_option(bob, right)
+    await click_option(alice, (right + 2) % 4, closes_round=True)
+    a3 = await alice.rendered_result(3)
+    assert a3["status"] == f"Wrong: the answer was {LETTERS[right]}."
+
+    totals = {e["player"]: e["total"] for e in alice.round_result(3)["results"]}
+    for p in (alice, bob):
+        page = p.page
+        await expect(page.locator("#status")).to_have_text("finished")
+        await expect(page.locator("#final-panel")).to_be_visible()
+        standings = page.locator("#standings tr.standing")
+        await expect(standings.locator("td.rank")).to_have_text(["1", "2"])
+        await expect(standings.locator("td.name")).to_have_text([alice.name, bob.name])
+        await expect(standings.locator("td.score")).to_have_text(
+            [str(totals[alice.user_id]), str(totals[bob.user_id])]
+        )
+        await expect(standings.locator("td.correct")).to_have_text(["2", "1"])
+        await expect(page.locator("#standings tr.standing.me td.name")).to_have_text(p.name)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await alice.page.screenshot(path=ARTIFACTS / "final-standings.png", full_page=True)
+
+    stored = [r async for r in GameResult.objects.filter(room=code)]
+    assert {r.user_id: (r.score, r.rank, r.correct, r.rounds) for r in stored} == {
+        alice.user_id: (totals[alice.user_id], 1, 2, 3),
+        bob.user_id: (totals[bob.user_id], 2, 1, 3),
+    }
+
+    # History: each player's own result; leaderboard: both players.
+    for p, rank, correct in ((alice, "1", "2 / 3"), (bob, "2", "1 / 3")):
+        await p.page.click(".site-nav >> text=History")
+        await expect(p.page).to_have_url(f"{live.url}/history/")
+        row = p.page.locator("#history tbody tr.result")
+        await expect(row).to_have_count(1)
+        await expect(row.locator("td.room")).to_have_text(code)
+        await expect(row.locator("td.rank")).to_have_text(rank)
+        await expect(row.locator("td.score")).to_have_text(f"{totals[p.user_id]:,}")
+        await expect(row.locator("td.correct")).to_have_text(correct)
+        await expect(p.page.locator("#history-summary")).to_contain_text("1 game")
+
+    await alice.page.click(".site-nav >> text=Leaderboard")
+    await expect(alice.page).to_have_url(f"{live.url}/leaderboard/")
+    await expect(alice.page.locator("#leaderboard")).to_have_attribute("aria-busy", "false")
+    leaders = alice.page.locator("#leaderboard tbody tr.leader")
+    await expect(leaders.locator("td.name")).to_have_text([alice.name, bob.name])
+    await expect(leaders.locator("td.score")).to_have_text(
+        [f"{totals[alice.user_id]:,}", f"{totals[bob.user_id]:,}"]
+    )
+    await expect(leaders.locator("td.games")).to_have_text(["1", "1"])
+    await expect(alice.page.locator("#leaderboard tbody tr.leader.me td.name")).to_have_text(alice.name)
+
+    assert_no_js_errors(alice, bob)
+
+
+async def test_the_countdown_follows_the_server_clock_and_a_reload_restores_the_question(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    rounds, answer_seconds = 2, 15
+    # Two players whose computer clocks are wrong, one ahead and one behind: left to their own
+    # clocks, one would see the time already up and the other a minute and more to go.
+    ahead, behind = await players("ahead", skew_ms=45_000), await players("behind", skew_ms=-45_000)
+    for p in (ahead, behind):
+        await sign_up(p, live.url)
+    code = await create_room(ahead, rounds=rounds, answer_seconds=answer_seconds, reveal_seconds=0)
+    await join_room(behind, code)
+    await expect(ahead.page.locator('#players li.player[data-connected="true"]')).to_have_count(2)
+    await ahead.page.click("#start-button")
+
+    q = await wait_question(ahead, 1, rounds)
+    await wait_question(behind, 1, rounds)
+    deadline = q["deadline"]
+    for p, skew in ((ahead, 45_000), (behind, -45_000)):
+        assert abs((await p.page.evaluate(READ_COUNTDOWN))["skew"] - skew) < 1000, "the clock is skewed"
+        await assert_countdown_follows_deadline(p, deadline, answer_seconds)
+
+    # A reload mid-round reconnects: the same question, deadline and countdown come back.
+    # (The player who has not answered goes first: while the other is away, a round that every
+    # connected player has answered would close.)
+    await ahead.page.reload()
+    restored = await wait_question(ahead, 1, rounds)
+    assert ahead.of_type("state")[-1]["question"]["answered"] is False
+    assert (restored["text"], restored["options"], restored["deadline"]) == (
+        q["text"],
+        q["options"],
+        deadline,
+    )
+    await assert_countdown_follows_deadline(ahead, deadline, answer_seconds)
+    await expect(behind.page.locator('#players li.player[data-connected="true"]')).to_have_count(2)
+
+    await click_option(behind, 0)
+    await behind.page.reload()
+    restored = await wait_question(behind, 1, rounds, answered=True)
+    assert behind.of_type("state")[-1]["question"]["answered"] is True
+    assert (restored["text"], restored["options"], restored["deadline"]) == (
+        q["text"],
+        q["options"],
+        deadline,
+    )
+    await expect(behind.page.locator("#answer-status")).to_have_text(
+        "Answer locked in: waiting for the others…"
+    )
+    await assert_countdown_follows_deadline(behind, deadline, answer_seconds)
+    await expect(ahead.page.locator('#players li.player[data-connected="true"]')).to_have_count(2)
+
+    # Play on: the answer from the reloaded page closes round 1 long before the deadline.
+    await click_option(ahead, await correct_index(q), closes_round=True)
+    assert (await ahead.rendered_result(1))["status"].startswith("Correct! +")
+    assert (await behind.rendered_result(1))["rows"][1][1] == "A"
+    q2 = await wait_question(ahead, 2, rounds)
+    await wait_question(behind, 2, rounds)
+    assert time.time() * 1000 < deadline, "round 1 closed when both had answered"
+    await assert_countdown_follows_deadline(behind, q2["deadline"], answer_seconds)
+    await click_option(behind, await correct_index(q2))
+    await click_option(ahead, 3, closes_round=True)
+    for p in (ahead, behind):
+        await expect(p.page.locator("#status")).to_have_text("finished")
+        names = p.page.locator("#standings tr.standing td.name")
+        await expect(names).to_have_count(2)
+        assert sorted(await names.all_text_contents()) == sorted([ahead.name, behind.name])
+    assert await GameResult.objects.filter(room=code).acount() == 2
+    # Each saw the other leave and come back.
+    for p, other in ((ahead, behind), (behind, ahead)):
+        moves = [
+            f["type"]
+            for f in p.frames
+            if f["type"] in {"player_left", "player_joined"} and f["player"]["id"] == other.user_id
+        ]
+        assert moves[-2:] == ["player_left", "player_joined"], (p.label, moves)
+
+    assert_no_js_errors(ahead, behind)

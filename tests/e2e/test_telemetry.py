@@ -1,0 +1,402 @@
+"""Telemetry end to end: what real processes export after a real game (issue: instrumentation).
+
+The stack (tests/e2e/conftest.py) runs with JSON logs, OTLP export to a local receiver and
+Sentry pointed at a local stand-in; these tests read what arrives there, and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.client import PASSWORD, Player, api, new_player, signup
+from tests.e2e.conftest import BIN, LOGS, ROOT, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+Sample = tuple[str, dict[str, str], float]
+REQUIRED_LOG_FIELDS = ("timestamp", "level", "logger", "message", "event", "service")
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+SECRET_NAME = re.compile(r"authorization|cookie|password|passwd|token|secret", re.I)
+
+
+def targets(live: Stack) -> list[str]:
+    return [f"{url}/metrics" for url in live.web_urls] + list(live.worker_metrics.values())
+
+
+def scrape(url: str) -> list[Sample]:
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200, (url, r.status_code, r.text[:200])
+    return [
+        (s.name, dict(s.labels), s.value)
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    ]
+
+
+def scrape_all(live: Stack) -> list[Sample]:
+    out: list[Sample] = []
+    for url in targets(live):
+        try:
+            out.extend(scrape(url))
+        except requests.ConnectionError:
+            pass  # a worker stopped by an earlier test
+    return out
+
+
+def total(samples: list[Sample], name: str, **labels: str) -> float:
+    return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in labels.items()))
+
+
+@dataclass
+class Game:
+    code: str
+    players: list[Player]
+    names: list[str]
+    log_offsets: dict[Path, int]
+
+
+def log_offsets() -> dict[Path, int]:
+    return {p: p.stat().st_size for p in LOGS.glob("*.log")}
+
+
+def new_log_lines(since: dict[Path, int]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in LOGS.glob("*.log"):
+        with open(path, "rb") as f:
+            f.seek(since.get(path, 0))
+            out[path.stem] = [line for line in f.read().decode().splitlines() if line.strip()]
+    return out
+
+
+async def play(live: Stack) -> Game:
+    """Two players, two rounds: round 1 closed by both answers, round 2 by the deadline (worker)."""
+    offsets = log_offsets()
+    names = []
+    players = []
+    for _ in range(2):
+        name, token, user_id = signup(live.url)
+        names.append(name)
+        players.append(Player(base=live.url, token=token, user_id=user_id))
+    alice, bob = players
+    r = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 2, "answer_seconds": 1.5, "reveal_seconds": 0},
+    )
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    await alice.connect(code)
+    await bob.connect(code, base=live.web_urls[1])
+    await alice.send({"type": "start"})
+    await alice.next("question")
+    await alice.send({"type": "answer", "round": 1, "option": 0})
+    await alice.next("answer_ack")
+    await bob.send({"type": "answer", "round": 1, "option": 1})
+    await bob.next("answer_ack")
+    assert (await alice.next("round_result"))["round"] == 1
+    await alice.next("question")
+    await alice.send({"type": "answer", "round": 2, "option": 2})
+    await alice.next("answer_ack")
+    assert (await alice.next("round_result"))["round"] == 2
+    await alice.next("game_over")
+    await bob.next("game_over")
+    for p in players:
+        await p.close()
+    return Game(code=code, players=players, names=names, log_offsets=offsets)
+
+
+def spans_of(otlp: Any, predicate: Any, timeout: float = 15) -> list[dict[str, Any]]:
+    """Received spans, once at least one matches `predicate` (the exporters batch)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        spans = otlp.snapshot()
+        if any(predicate(s) for s in spans) or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.2)
+
+
+def manage(live: Stack, *args: str) -> str:
+    out = subprocess.run(
+        [str(BIN / "python"), "manage.py", *args],
+        cwd=ROOT,
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout
+
+
+async def test_a_played_game_shows_in_every_family_of_metrics(live):
+    before = scrape_all(live)
+    await play(live)
+    deadline = time.monotonic() + 10
+    while True:  # the worker's deadline task and result write may finish a moment later
+        after = scrape_all(live)
+        if (
+            total(after, "nuxtest_results_written_total") - total(before, "nuxtest_results_written_total")
+            >= 2
+        ):
+            break
+        assert time.monotonic() < deadline, "results never counted"
+        await asyncio.sleep(0.3)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    # Game: 3 answers given (2 correct or wrong each...), 1 missing; one round per trigger.
+    assert (
+        delta("nuxtest_answers_total", outcome="correct") + delta("nuxtest_answers_total", outcome="wrong")
+        == 3
+    )
+    assert delta("nuxtest_answers_total", outcome="missing") >= 1
+    assert delta("nuxtest_rounds_closed_total", trigger="all_answered") >= 1
+    assert delta("nuxtest_rounds_closed_total", trigger="deadline") >= 1
+    assert delta("nuxtest_round_close_lag_seconds_count") >= 1
+    assert delta("nuxtest_answer_time_seconds_count") >= 3
+    assert delta("nuxtest_games_started_total", mode="private") >= 1
+    assert delta("nuxtest_games_finished_total", outcome="completed") >= 1
+    assert delta("nuxtest_results_written_total") >= 2
+    # WebSockets.
+    assert delta("nuxtest_ws_connects_total", outcome="accepted") >= 2
+    assert delta("nuxtest_ws_frames_received_total", type="answer") == 3
+    assert delta("nuxtest_ws_frames_received_total", type="start") == 1
+    assert delta("nuxtest_ws_frames_sent_total", type="question") >= 4
+    assert delta("nuxtest_ws_frames_sent_total", type="answer_ack") == 3
+    assert delta("nuxtest_ws_message_duration_seconds_count", type="answer") == 3
+    assert delta("nuxtest_game_actions_total", action="answer", outcome="ok") == 3
+    assert delta("nuxtest_ws_disconnects_total") >= 2
+    # Channel layer: every broadcast of the game went through a timed group_send.
+    assert delta("nuxtest_channel_layer_group_send_duration_seconds_count") >= 8
+    assert total(after, "nuxtest_channel_layer_dropped_messages_total") == 0
+    # Celery: the deadline task ran in the prefork worker and was counted there.
+    assert delta("nuxtest_celery_tasks_total", task="game.tasks.round_deadline", state="success") >= 1
+    assert delta("nuxtest_celery_task_duration_seconds_count", task="game.tasks.round_deadline") >= 1
+    web = scrape(f"{live.url}/metrics")
+    assert total(web, "nuxtest_celery_workers_online") >= 1
+    assert any(n == "nuxtest_celery_queue_length" for n, _, _ in web)
+    assert any(n == "nuxtest_rooms" and lab["status"] == "finished" for n, lab, _ in web)
+    assert any(n == "nuxtest_build_info" and lab["version"] and lab["commit"] for n, lab, _ in web)
+    # django-prometheus's HTTP families are there beside the project's own.
+    assert total(web, "django_http_requests_total_by_method_total", method="POST") >= 1
+    # OpenMetrics exposition carries trace-id exemplars on the latency histograms.
+    om = (
+        requests.get(
+            f"{live.url}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        ).text
+        + requests.get(
+            f"{live.web_urls[1]}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        ).text
+    )
+    assert re.search(
+        r'^nuxtest_ws_message_duration_seconds_bucket\{.*\} \d+(\.\d+)? # \{trace_id="[0-9a-f]{32}"\}',
+        om,
+        re.M,
+    )
+
+
+async def test_no_label_of_any_series_names_a_user_room_session_or_free_text(live):
+    game = await play(live)
+    identities = {
+        game.code,
+        *game.names,
+        *(p.token for p in game.players),
+    }
+    values: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for name, labels, _ in scrape_all(live):
+        for label, value in labels.items():
+            assert label not in {
+                "user",
+                "user_id",
+                "room",
+                "session",
+                "token",
+                "username",
+                "question",
+            }, (
+                name,
+                label,
+            )
+            assert value not in identities, (name, label, value)
+            assert len(value) <= 100, (name, label, value)
+            values[(name, label)].add(value)
+    for (name, label), seen in values.items():
+        assert len(seen) <= 60, (name, label, sorted(seen)[:10])
+
+
+async def test_every_log_line_is_json_and_one_answer_shares_its_trace_id(live):
+    game = await play(live)
+    await asyncio.sleep(1.0)  # the worker logs the last task's end a moment later
+    lines = new_log_lines(game.log_offsets)
+    assert lines.get("web1") and any(lines.get(k) for k in lines if k.startswith("worker"))
+    records: list[dict[str, Any]] = []
+    for source, text_lines in lines.items():
+        for line in text_lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                pytest.fail(f"{source}: not JSON: {line[:200]}")
+            assert isinstance(record, dict), line
+            for field in REQUIRED_LOG_FIELDS:
+                assert record.get(field) not in (None, ""), (source, field, line[:300])
+            assert RFC3339_UTC.match(record["timestamp"]), record["timestamp"]
+            assert SNAKE.match(record["event"]), record["event"]
+            assert record["level"] in {"debug", "info", "warning", "error", "critical"}
+            assert PASSWORD not in line and all(p.token not in line for p in game.players)
+            records.append(record)
+    bob = game.players[1]
+    # Bob's round-1 answer closed the round: its log lines share one trace id.
+    answer = next(
+        r
+        for r in records
+        if r["event"] == "answer_received" and r.get("user_id") == bob.user_id and r.get("round") == 1
+    )
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["trace_id"]) and answer.get("room") == game.code
+    closed = next(
+        r for r in records if r["event"] == "round_closed" and r.get("room") == game.code and r["round"] == 1
+    )
+    assert closed["trigger"] == "all_answered"
+    assert closed["trace_id"] == answer["trace_id"]
+    # Round 2 closed by the worker's deadline task, logged by the worker with its own trace.
+    late = next(
+        r for r in records if r["event"] == "round_closed" and r.get("room") == game.code and r["round"] == 2
+    )
+    assert late["service"] == "worker" and late["trigger"] == "deadline" and late["trace_id"]
+    assert {r["service"] for r in records} >= {"web", "worker"}
+
+
+async def test_one_trace_holds_the_frame_the_timer_task_the_round_close_and_the_broadcast(live, otlp):
+    game = await play(live)
+
+    def worker_close(s: dict[str, Any]) -> bool:
+        return (
+            s["name"] == "round_close"
+            and s["attributes"].get("nuxtest.room") == game.code
+            and s["attributes"].get("nuxtest.round") == 2
+        )
+
+    spans = spans_of(otlp, worker_close)
+    close = next(s for s in spans if worker_close(s))
+    assert close["service"] == "nuxtest-worker"
+    trace = [s for s in spans if s["trace_id"] == close["trace_id"]]
+    names = {s["name"] for s in trace}
+    services = {s["service"] for s in trace}
+    assert services >= {"nuxtest-web", "nuxtest-worker"}, services
+    assert names & {"ws.answer", "ws.start"}, names  # the WebSocket frame that opened round 2
+    assert "run/game.tasks.round_deadline" in names, names  # the Celery task (timer path)
+    assert "group_send" in names and "ws.broadcast" in names, names
+    # The broadcast of round 2's result reached both players' connections in this trace.
+    deliveries = [
+        s
+        for s in trace
+        if s["name"] == "ws.broadcast" and s["attributes"].get("nuxtest.event") == "round_result"
+    ]
+    assert {s["attributes"]["enduser.id"] for s in deliveries} >= {p.user_id for p in game.players}
+    # Spans come from both processes kinds overall, and one per message handled.
+    assert any(s["name"] == "ws.answer" and s["attributes"].get("nuxtest.room") == game.code for s in spans)
+
+
+async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubbed(live, sentry_server):
+    player = new_player(live.url)
+    try:
+        # Consumer: the channel layer fails while an answer closes the round.
+        r = api(
+            live.url,
+            player.token,
+            "POST",
+            "/api/rooms/",
+            json={"rounds": 2, "answer_seconds": 5, "reveal_seconds": 0},
+        )
+        code = r.json()["code"]
+        await player.connect(code)
+        await player.send({"type": "start"})
+        await player.next("question")
+        manage(live, "faults", "set", "channel_layer_fail=true")
+        await asyncio.sleep(0.5)  # every process's copy of the flags is at most 0.2 s old
+        await player.send({"type": "answer", "round": 1, "option": 0})
+        error = await player.next("error")
+        assert error["code"] == "internal_error"
+        manage(live, "faults", "clear")
+        event = wait_event(sentry_server, code, "1")
+        assert event["tags"]["trace_id"] and event.get("environment") and event.get("release")
+
+        # Task: the round-deadline task fails; the sweeper still closes the round (nothing lost).
+        await player.close()
+        r = api(
+            live.url,
+            player.token,
+            "POST",
+            "/api/rooms/",
+            json={"rounds": 1, "answer_seconds": 1, "reveal_seconds": 0},
+        )
+        timed = r.json()["code"]
+        await player.connect(timed)
+        manage(live, "faults", "set", "round_close_fail=true")
+        await asyncio.sleep(0.5)
+        await player.send({"type": "start"})
+        await player.next("question")
+        task_event = wait_event(sentry_server, timed, "1", timeout=20)
+        assert task_event.get("server_name") == "worker" and task_event["tags"]["trace_id"]
+        assert "FaultInjected" in json.dumps(task_event)
+        result = await player.next("round_result", timeout=20)  # closed by the sweeper, late
+        assert result["round"] == 1
+    finally:
+        manage(live, "faults", "clear")
+        await player.close()
+    raw = sentry_server.raw_text()
+    assert PASSWORD not in raw and player.token not in raw
+    assert "sessionid" not in raw.lower() and "authorization" not in raw.lower()
+
+
+def wait_event(sentry_server: Any, room: str, round_number: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in sentry_server.snapshot():
+            tags = event.get("tags") or {}
+            if isinstance(tags, list):
+                tags = dict(tags)
+            if tags.get("room") == room and tags.get("round") == round_number:
+                event["tags"] = tags
+                return event
+        time.sleep(0.2)
+    pytest.fail(f"no Sentry event tagged room={room} round={round_number}: {sentry_server.snapshot()[-3:]}")
+
+
+async def test_no_span_attribute_or_log_field_carries_a_secret(live, otlp):
+    game = await play(live)
+    secrets = [PASSWORD, *(p.token for p in game.players)]
+    spans = spans_of(otlp, lambda s: s["attributes"].get("nuxtest.room") == game.code)
+    for span in spans:
+        for key, value in span["attributes"].items():
+            assert not SECRET_NAME.search(key), (span["name"], key)
+            assert not any(secret in str(value) for secret in secrets), (span["name"], key)
+    for source, lines in new_log_lines({}).items():
+        for line in lines:
+            assert not any(secret in line for secret in secrets), (source, line[:200])
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the JSON test covers the game's lines; older lines may predate it
+            for key, value in record.items():
+                if SECRET_NAME.search(key):
+                    assert value == "[Filtered]", (source, key)
