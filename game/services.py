@@ -498,9 +498,9 @@ async def readiness() -> dict[str, bool]:
         await sync_to_async(_database_ping)()
         checks["database"] = True
     except Exception:
-        logger.warning("readiness: database unreachable", exc_info=True)
+        logger.warning("readiness: database unreachable", exc_info=True, extra={"event": "readiness_failed"})
     try:
         checks["redis"] = await asyncio.wait_for(store.ping(), timeout=2)
     except Exception:
-        logger.warning("readiness: redis unreachable", exc_info=True)
+        logger.warning("readiness: redis unreachable", exc_info=True, extra={"event": "readiness_failed"})
     return checks
