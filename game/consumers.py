@@ -20,7 +20,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from game import events, faults, services, store
+from game import events, faults, services, shutdown, store
 from game.engine import rules
 from game.telemetry import context, metrics, sentry, tracing
 from game.throttle import TokenBucket
@@ -69,6 +69,7 @@ async def heartbeat_ensure() -> None:
     if task is None or task.done():
         await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
         _heartbeats[loop] = loop.create_task(_heartbeat_forever())
+        shutdown.install(on_stop=lambda: store.instance_gone(INSTANCE_ID))
 
 
 class FrameError(Exception):
@@ -172,6 +173,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except (rules.RoomFull, rules.GameAlreadyStarted):
             return self._refused("refused_full", CLOSE_ROOM_FULL)
         self.joined = True
+        shutdown.track(self)
         metrics.WS_CONNECTS.labels(outcome="accepted").inc()
         metrics.WS_CONNECTIONS.inc()
         logger.info("websocket connected", extra={"event": "ws_connect"})
@@ -192,6 +194,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         return close_code
 
+    async def drain(self) -> None:
+        """This process is stopping: ask the client to reconnect (to another instance)."""
+        await self.close(shutdown.CLOSE_SERVICE_RESTART)
+
     async def disconnect(self, code: int) -> None:
         if getattr(self, "joined", False):
             self.joined = False
@@ -205,13 +211,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     "duration_s": round(time.monotonic() - self.opened_at, 3),
                 },
             )
-            await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
+            if not shutdown.draining:
+                await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
+            # Draining for a restart: the player is still in the game and reconnects to another
+            # instance at once; the sweeper prunes this connection when the process is gone, so
+            # no round closes early because everyone "left" together.
         if getattr(self, "subscribed", False):
             self.subscribed = False
             await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
         if getattr(self, "counted", False):
             self.counted = False
             await store.user_conn_remove(self.user_id, self.conn)
+        shutdown.forget(self)
 
     # --- Frames from the client -----------------------------------------------------------
 

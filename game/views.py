@@ -14,7 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from game import services
+from game import services, shutdown
 from game.engine import rules
 from game.models import Category
 
@@ -79,5 +79,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: the database and Redis answer (503 otherwise)."""
     checks = async_to_sync(services.readiness)()
+    # A process that is draining for a restart takes no new players.
+    checks["accepting"] = not shutdown.draining
     ready = all(checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503)

@@ -227,6 +227,9 @@ NUXTEST_WORKER_METRICS_PORT = env_int("NUXTEST_WORKER_METRICS_PORT", 9808)
 NUXTEST_WORKER_METRICS_ADDR = env_str("NUXTEST_WORKER_METRICS_ADDR", "127.0.0.1")
 # How old a process's copy of the fault flags may be (game/faults.py).
 NUXTEST_FAULTS_CACHE_SECONDS = env_float("NUXTEST_FAULTS_CACHE_SECONDS", 1.0)
+# On SIGTERM a web process closes its WebSockets with 1012 and waits this long for them.
+NUXTEST_GRACEFUL_SHUTDOWN = env_bool("NUXTEST_GRACEFUL_SHUTDOWN", True)
+NUXTEST_DRAIN_SECONDS = env_float("NUXTEST_DRAIN_SECONDS", 10.0)
 
 CELERY_BEAT_SCHEDULE = {
     "rooms-sweep": {

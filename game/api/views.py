@@ -21,8 +21,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenObtainPairView
 
 from game import services, store
+from game.api.throttles import ScopedThrottle
 from game.engine import rules
 from game.models import GameResult
 
@@ -76,6 +78,8 @@ class SignupView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "signup"
 
     def post(self, request: Request) -> Response:
         data = SignupSerializer(data=request.data)
@@ -86,8 +90,27 @@ class SignupView(APIView):
         return Response({"id": user.pk, "username": user.get_username()}, status=status.HTTP_201_CREATED)
 
 
+class TokenObtainView(TokenObtainPairView):
+    """POST /api/auth/token/: simplejwt's token pair behind django-axes' lockout.
+
+    simplejwt authenticates with DRF's request, so the lockout flag that django-axes sets
+    lands on that object; it is copied to Django's request, where AxesMiddleware turns it
+    into the 429 of game.lockout.lockout_response.
+    """
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        finally:
+            if getattr(request, "axes_locked_out", False):
+                request._request.axes_locked_out = True  # type: ignore[attr-defined]
+
+
 class RoomCreateView(APIView):
     """POST /api/rooms/: create a room hosted by the caller."""
+
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "rooms"
 
     def post(self, request: Request) -> Response:
         body = request.data
@@ -123,6 +146,9 @@ class RoomDetailView(APIView):
 
 class MatchmakingView(APIView):
     """POST /api/matchmaking/: a place in a quick-match room."""
+
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "matchmaking"
 
     def post(self, request: Request) -> Response:
         try:

@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from game.models import GameResult
 from tests.e2e.client import Player, api, new_player
@@ -183,3 +184,49 @@ async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_wor
     await alice.close()
     # Leave a worker under the usual name for later tests.
     live.procs["worker1"] = live.procs.pop("worker2")
+
+
+async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(live):
+    spare = live.start_web("web3")
+    alice, bob = new_player(live.url), new_player(live.url)
+    code = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 3, "answer_seconds": 5, "reveal_seconds": 0},
+    ).json()["code"]
+    await alice.connect(code, base=spare)
+    await bob.connect(code, base=spare)
+    await alice.send({"type": "start"})
+    await alice.next("question")
+    await alice.send({"type": "answer", "round": 1, "option": 0})
+    assert (await alice.next("answer_ack"))["accepted"] is True
+
+    # The process serving both players is told to stop, as an orchestrator would.
+    proc = live.procs["web3"]
+    live.stop("web3", signal.SIGTERM)
+    live.web_urls.remove(spare)
+    assert proc.returncode == 0, "Daphne must exit by itself once drained, not be killed"
+    for player in (alice, bob):
+        assert player._reader is not None
+        await asyncio.wait([player._reader], timeout=5)  # the client library reports 1012 as an error close
+        assert player.ws is not None and player.ws.close_code == 1012
+
+    # They reconnect (the load balancer sends them elsewhere) and the game goes on.
+    state = await alice.connect(code, base=live.web_urls[0])
+    assert state["status"] == "playing" and state["round"] == 1
+    assert state["question"]["answered"] is True
+    state = await bob.connect(code, base=live.web_urls[1])
+    assert state["question"]["answered"] is False
+    await bob.send({"type": "answer", "round": 1, "option": 1})
+    for n in (2, 3):
+        await alice.next("question")
+        await alice.send({"type": "answer", "round": n, "option": 0})
+        await bob.send({"type": "answer", "round": n, "option": 0})
+    over = await alice.next("game_over")
+    assert len(over["standings"]) == 2
+    await alice.close()
+    await bob.close()
+    rows = await sync_to_async(lambda: list(GameResult.objects.filter(room=code)))()
+    assert sorted(r.user_id for r in rows) == sorted([alice.user_id, bob.user_id])

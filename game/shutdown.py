@@ -1,0 +1,116 @@
+"""Graceful shutdown of a web process: on SIGTERM, drain WebSockets, then stop.
+
+The process stops being ready (/readyz answers 503, so the load balancer stops sending
+new players), tells every connected client to reconnect elsewhere (close 1012, "service
+restart"), waits until their disconnects are recorded in Redis (at most
+NUXTEST_DRAIN_SECONDS), then lets Daphne stop. Rooms live in Redis, so the clients pick
+their game up from the `state` snapshot another instance sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CLOSE_SERVICE_RESTART = 1012
+
+
+class Drainable(Protocol):
+    async def drain(self) -> None: ...
+
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_installed: set[int] = set()
+_all_gone: asyncio.Event | None = None
+draining = False
+
+
+def track(consumer: Drainable) -> None:
+    """Remember a live connection, to close it on shutdown."""
+    _live.add(consumer)
+
+
+def forget(consumer: Drainable) -> None:
+    """Forget a connection that has closed."""
+    _live.discard(consumer)
+    if _all_gone is not None and not _live:
+        _all_gone.set()
+
+
+def install(on_stop: Callable[[], Awaitable[None]]) -> None:
+    """Take over SIGTERM in a Daphne process (once per loop); elsewhere do nothing.
+
+    `on_stop` runs once the connections are drained (the consumer forgets this process's
+    heartbeat there, so the sweeper prunes whatever it still listed at once).
+    """
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or not getattr(reactor, "running", False) or not settings.NUXTEST_GRACEFUL_SHUTDOWN:
+        return
+    loop = asyncio.get_running_loop()
+    if id(loop) in _installed:
+        return
+    _installed.add(id(loop))
+    _allow_service_restart_close()
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(_drain_then_stop(reactor, on_stop)))
+
+
+async def _drain_then_stop(reactor: Any, on_stop: Callable[[], Awaitable[None]]) -> None:
+    global draining, _all_gone
+    if draining:
+        return
+    draining = True
+    _all_gone = asyncio.Event()
+    started = time.monotonic()
+    consumers = list(_live)
+    logger.warning(
+        "SIGTERM: draining %s WebSocket connections", len(consumers), extra={"event": "web_draining"}
+    )
+    await asyncio.gather(*(c.drain() for c in consumers), return_exceptions=True)
+    if _live:
+        try:
+            await asyncio.wait_for(_all_gone.wait(), settings.NUXTEST_DRAIN_SECONDS)
+        except TimeoutError:
+            pass  # stop anyway: the clients reconnect elsewhere, the sweeper prunes the rest
+    logger.warning(
+        "drained in %.2f s (%s connections left); stopping",
+        time.monotonic() - started,
+        len(_live),
+        extra={"event": "web_drained"},
+    )
+    try:
+        await on_stop()
+    finally:
+        reactor.stop()
+
+
+def _allow_service_restart_close() -> None:
+    """Let Daphne's WebSocket library (autobahn) send close code 1012.
+
+    autobahn accepts only 1000 and 3000-4999 from an application, stricter than RFC 6455's
+    IANA registry, where 1012 "Service Restart" is what a server going down for a restart
+    sends. Its own lower-level sendCloseFrame does the sending.
+    """
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    original = WebSocketProtocol.sendClose
+    if getattr(original, "nuxtest_1012", False):
+        return
+
+    def send_close(self: Any, code: int | None = None, reason: str | None = None) -> None:
+        if code == CLOSE_SERVICE_RESTART:
+            self.sendCloseFrame(code=code, reasonUtf8=b"service restart", isReply=False)
+            return
+        original(self, code, reason)
+
+    send_close.nuxtest_1012 = True  # type: ignore[attr-defined]
+    WebSocketProtocol.sendClose = send_close  # type: ignore[method-assign]
