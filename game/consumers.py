@@ -237,7 +237,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         round_hint: Any = None
         with tracing.span("ws.invalid", {"nuxtest.room": self.code, "enduser.id": self.user_id}) as span:
             try:
-                if not self.bucket.take(time.monotonic()):
+                if not self.bucket.take(time.monotonic()) or not await self._user_rate_take():
                     self.refused_in_a_row += 1
                     if self.refused_in_a_row >= settings.NUXTEST_WS_FLOOD_CLOSE_AFTER:
                         logger.warning("websocket closed for flooding", extra={"event": "ws_flood_closed"})
@@ -275,6 +275,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 if kind in _ACTIONS:
                     metrics.GAME_ACTIONS.labels(action=kind, outcome=outcome).inc()
                 _DURATION[kind].observe(time.perf_counter() - started, exemplar=tracing.exemplar())
+
+    async def _user_rate_take(self) -> bool:
+        """The per-user limit, over every connection of the player (in Redis)."""
+        try:
+            return await store.user_rate_take(
+                self.user_id,
+                rate=settings.NUXTEST_WS_USER_RATE_PER_SECOND,
+                burst=settings.NUXTEST_WS_USER_RATE_BURST,
+                now=time.time(),
+            )
+        except Exception:
+            # Without Redis the game cannot go on anyway; the frame's handling reports it.
+            return True
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         try:

@@ -8,6 +8,7 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
     instance:<ID>        heartbeat of a live web process (expires when it dies)
     userconns:<USER>     sorted set of a user's open WebSocket connections
     workers              sorted set of live Celery workers, scored by heartbeat expiry
+    userrate:<USER>      token bucket of a user's WebSocket messages, over all their connections
     faults               hash of the operators' fault flags (game.faults)
 
 Every change to a room is a WATCH/MULTI transaction over its key, so a transition is
@@ -201,6 +202,34 @@ async def user_conn_add(user_id: int, conn: str, *, limit: int, now: int) -> boo
         await r.zrem(k, conn)
         return False
     return True
+
+
+# A token bucket in one atomic step: refill by the time elapsed, then take a token if any.
+_USER_RATE_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return allowed
+"""
+
+
+async def user_rate_take(user_id: int, *, rate: float, burst: int, now: float) -> bool:
+    """Take one token from the user's message bucket (shared by all their connections)."""
+    allowed = await client().eval(  # type: ignore[misc]
+        _USER_RATE_LUA, 1, key("userrate", user_id), repr(rate), str(burst), repr(now)
+    )
+    return bool(allowed)
 
 
 async def user_conn_remove(user_id: int, conn: str) -> None:

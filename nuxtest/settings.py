@@ -188,6 +188,12 @@ NUXTEST_WS_RATE_BURST = env_int("NUXTEST_WS_RATE_BURST", 20)
 # Refused frames in a row (rate_limited) before the connection is closed with 4429.
 NUXTEST_WS_FLOOD_CLOSE_AFTER = env_int("NUXTEST_WS_FLOOD_CLOSE_AFTER", 20)
 NUXTEST_WS_MAX_CONNECTIONS_PER_USER = env_int("NUXTEST_WS_MAX_CONNECTIONS_PER_USER", 5)
+# The same limit over all of a player's connections together (a token bucket in Redis).
+NUXTEST_WS_USER_RATE_PER_SECOND = env_float("NUXTEST_WS_USER_RATE_PER_SECOND", 20.0)
+NUXTEST_WS_USER_RATE_BURST = env_int("NUXTEST_WS_USER_RATE_BURST", 40)
+for _name in ("NUXTEST_WS_RATE_PER_SECOND", "NUXTEST_WS_USER_RATE_PER_SECOND"):
+    if not globals()[_name] > 0:
+        raise ImproperlyConfigured(f"{_name} must be a positive number of messages a second")
 NUXTEST_ABANDON_SECONDS = env_float("NUXTEST_ABANDON_SECONDS", 60.0)
 NUXTEST_LOBBY_IDLE_SECONDS = env_float("NUXTEST_LOBBY_IDLE_SECONDS", 600.0)
 NUXTEST_QUICK_START_SECONDS = env_float("NUXTEST_QUICK_START_SECONDS", 5.0)

@@ -75,7 +75,16 @@ async def refused(t: Table, comm: WebsocketCommunicator, frame: str | bytes, cod
 
 
 async def test_frames_that_are_not_json_objects_get_bad_json(playing):
-    for frame in ["not json", "{", '{"type": "ping"', "[1, 2, 3]", '[{"type": "ping"}]', '"ping"', "42", "null"]:
+    for frame in [
+        "not json",
+        "{",
+        '{"type": "ping"',
+        "[1, 2, 3]",
+        '[{"type": "ping"}]',
+        '"ping"',
+        "42",
+        "null",
+    ]:
         await refused(playing, playing.a, frame, "bad_json")
 
 
@@ -244,3 +253,33 @@ async def test_a_closed_flooder_cannot_reconnect_past_the_connection_limit(setti
     assert [p["connected"] for p in state["players"]] == [True, True]
     await b2.disconnect()
     await t.a.disconnect()
+
+
+async def test_the_rate_limit_holds_over_all_connections_of_one_player(settings, make_user):
+    # Each connection alone stays under its own limit; together they pass the player's.
+    settings.NUXTEST_WS_RATE_PER_SECOND = 0.001
+    settings.NUXTEST_WS_RATE_BURST = 10
+    settings.NUXTEST_WS_USER_RATE_PER_SECOND = 0.001
+    settings.NUXTEST_WS_USER_RATE_BURST = 12
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await room_new(alice)
+    first, _ = await ws_join(code, alice)
+    second, _ = await ws_join(code, alice)
+    other, _ = await ws_join(code, bob)
+    try:
+        replies = []
+        for comm in (first, second):
+            for _ in range(8):
+                await send(comm, {"type": "ping", "t": 1})
+                frame = await recv(comm)
+                while frame["type"] not in {"pong", "error"}:  # broadcasts of the joins
+                    frame = await recv(comm)
+                replies.append(frame["type"] if frame["type"] == "pong" else frame["code"])
+        assert replies.count("pong") == 12
+        assert replies.count("rate_limited") == 4
+        # Another player is not limited by alice's bucket.
+        await send(other, {"type": "ping", "t": 2})
+        assert (await recv_until(other, "pong"))["t"] == 2
+    finally:
+        for comm in (first, second, other):
+            await comm.disconnect()
