@@ -60,7 +60,6 @@ def install(on_stop: Callable[[], Awaitable[None]]) -> None:
     if id(loop) in _installed:
         return
     _installed.add(id(loop))
-    _allow_service_restart_close()
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(_drain_then_stop(reactor, on_stop)))
 
 
@@ -91,26 +90,3 @@ async def _drain_then_stop(reactor: Any, on_stop: Callable[[], Awaitable[None]])
         await on_stop()
     finally:
         reactor.stop()
-
-
-def _allow_service_restart_close() -> None:
-    """Let Daphne's WebSocket library (autobahn) send close code 1012.
-
-    autobahn accepts only 1000 and 3000-4999 from an application, stricter than RFC 6455's
-    IANA registry, where 1012 "Service Restart" is what a server going down for a restart
-    sends. Its own lower-level sendCloseFrame does the sending.
-    """
-    from autobahn.websocket.protocol import WebSocketProtocol
-
-    original = WebSocketProtocol.sendClose
-    if getattr(original, "nuxtest_1012", False):
-        return
-
-    def send_close(self: Any, code: int | None = None, reason: str | None = None) -> None:
-        if code == CLOSE_SERVICE_RESTART:
-            self.sendCloseFrame(code=code, reasonUtf8=b"service restart", isReply=False)
-            return
-        original(self, code, reason)
-
-    send_close.nuxtest_1012 = True  # type: ignore[attr-defined]
-    WebSocketProtocol.sendClose = send_close  # type: ignore[method-assign]

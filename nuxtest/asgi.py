@@ -12,6 +12,10 @@ from game.telemetry.setup import telemetry_setup  # noqa: E402
 
 telemetry_setup("web")
 
+from game.transport import daphne_tune  # noqa: E402
+
+daphne_tune()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 

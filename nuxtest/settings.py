@@ -183,6 +183,8 @@ SIMPLE_JWT = {
 
 # --- Game --------------------------------------------------------------------------------
 NUXTEST_WS_MAX_MESSAGE_BYTES = env_int("NUXTEST_WS_MAX_MESSAGE_BYTES", 64 * 1024)
+# Daphne's own cap (close 1009): far above the protocol's limit, which gets an error frame.
+NUXTEST_WS_HARD_MAX_BYTES = env_int("NUXTEST_WS_HARD_MAX_BYTES", 1024 * 1024)
 NUXTEST_WS_RATE_PER_SECOND = env_float("NUXTEST_WS_RATE_PER_SECOND", 10.0)
 NUXTEST_WS_RATE_BURST = env_int("NUXTEST_WS_RATE_BURST", 20)
 # Refused frames in a row (rate_limited) before the connection is closed with 4429.

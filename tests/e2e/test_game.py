@@ -230,3 +230,25 @@ async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(li
     await bob.close()
     rows = await sync_to_async(lambda: list(GameResult.objects.filter(room=code)))()
     assert sorted(r.user_id for r in rows) == sorted([alice.user_id, bob.user_id])
+
+
+async def test_daphne_passes_large_frames_to_the_protocol_limit_and_caps_huge_ones(live):
+    alice = new_player(live.url)
+    code = api(live.url, alice.token, "POST", "/api/rooms/", json={}).json()["code"]
+    await alice.connect(code)
+    # Over the protocol's 64 KiB: an error frame, and the connection stays open.
+    await alice.send({"type": "ping", "t": 1, "pad": "x" * 100_000})
+    assert (await alice.next("error"))["code"] == "message_too_large"
+    await alice.send({"type": "ping", "t": 2})
+    assert (await alice.next("pong"))["t"] == 2
+    # Over Daphne's hard cap (1 MiB): the transport closes the connection (1009).
+    await alice.send({"type": "ping", "pad": "x" * (2 * 1024 * 1024)})
+    assert alice._reader is not None
+    await asyncio.wait([alice._reader], timeout=10)
+    # autobahn sends 1009 and drops the socket; a client still writing sees it dropped (1006).
+    assert alice.ws is not None and alice.ws.close_code in {1009, 1006}
+    await alice.close()
+    # The player is unharmed: a new connection plays on.
+    state = await alice.connect(code)
+    assert state["status"] == "lobby"
+    await alice.close()

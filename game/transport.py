@@ -1,0 +1,53 @@
+"""Daphne's WebSocket transport (autobahn), tuned once at start-up from nuxtest/asgi.py.
+
+- A hard cap on frame and message size in the transport itself, so a client cannot make
+  the server buffer an unbounded message before the consumer sees it. It is set above the
+  protocol's 64 KiB limit (`NUXTEST_WS_MAX_MESSAGE_BYTES`), which the consumer enforces
+  with a `message_too_large` error and the connection left open; past the hard cap
+  (`NUXTEST_WS_HARD_MAX_BYTES`, default 1 MiB) autobahn closes the connection with 1009.
+- Close code 1012 ("service restart") allowed, for graceful restarts (game/shutdown.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from game.shutdown import CLOSE_SERVICE_RESTART
+
+
+def daphne_tune() -> None:
+    """Apply both adjustments (no-op where Daphne is not installed)."""
+    try:
+        from daphne.ws_protocol import WebSocketProtocol as DaphneWebSocket
+    except ImportError:  # pragma: no cover - Daphne is a dependency
+        return
+    # autobahn copies its options from the factory only where the protocol class sets none.
+    hard_cap = max(settings.NUXTEST_WS_HARD_MAX_BYTES, settings.NUXTEST_WS_MAX_MESSAGE_BYTES + 1)
+    DaphneWebSocket.maxMessagePayloadSize = hard_cap
+    DaphneWebSocket.maxFramePayloadSize = hard_cap
+    _allow_service_restart_close()
+
+
+def _allow_service_restart_close() -> None:
+    """Let Daphne's WebSocket library (autobahn) send close code 1012.
+
+    autobahn accepts only 1000 and 3000-4999 from an application, stricter than RFC 6455's
+    IANA registry, where 1012 "Service Restart" is what a server going down for a restart
+    sends. Its own lower-level sendCloseFrame does the sending.
+    """
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    original = WebSocketProtocol.sendClose
+    if getattr(original, "nuxtest_1012", False):
+        return
+
+    def send_close(self: Any, code: int | None = None, reason: str | None = None) -> None:
+        if code == CLOSE_SERVICE_RESTART:
+            self.sendCloseFrame(code=code, reasonUtf8=b"service restart", isReply=False)
+            return
+        original(self, code, reason)
+
+    send_close.nuxtest_1012 = True  # type: ignore[attr-defined]
+    WebSocketProtocol.sendClose = send_close  # type: ignore[method-assign]
