@@ -47,3 +47,54 @@ check: lint types test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles .test-db.sqlite3
+
+# The observability stack (docker-compose.obs.yml) beside the app stack, on the shared
+# `nuxtest` Docker network: Grafana on http://localhost:3000. See observability/README.md.
+.PHONY: obs-up obs-down
+OBS_COMPOSE ?= docker compose -f docker-compose.obs.yml
+
+obs-up:
+	docker network inspect nuxtest >/dev/null 2>&1 || docker network create nuxtest
+	$(OBS_COMPOSE) up -d
+	@echo "Grafana http://localhost:3000  Prometheus http://localhost:9090  Alertmanager http://localhost:9093"
+
+obs-down:
+	$(OBS_COMPOSE) down
+
+# --- Load scenarios and benchmarks (loadtest/; docs/capacity.md, docs/performance.md) ------
+# make loadtest SCENARIO=steady USERS=500 SPAWN_RATE=20 DURATION=2m HOST=http://127.0.0.1:8000
+#   Runs a Locust scenario (steady, party, spike, reconnect, soak, abuse) headless against a
+#   server that is ALREADY RUNNING at HOST (say `make run` in another shell, or
+#   `python -m loadtest.stack`): it starts nothing itself. HOST is a URL, or a host name
+#   used with PORT. CSV + HTML reports and a JSON verdict go to loadtest/reports/; the exit
+#   code is non-zero when the scenario's thresholds are missed. LOADTEST_PROMETHEUS_PORT=9646
+#   serves Locust's figures as locust_* metrics; LOCUST_ARGS passes anything else to Locust.
+# make bench [BENCH_ARGS='--repeat 3 --variant NAME:KEY=VALUE,...']
+#   Starts its own Redis, worker and web processes and measures echo vs game throughput,
+#   Daphne vs uvicorn and the two channel layers in one run; writes docs/performance.md.
+.PHONY: loadtest bench
+SCENARIO ?= steady
+USERS ?= 50
+SPAWN_RATE ?= 10
+DURATION ?= 2m
+LOCUST_ARGS ?=
+BENCH_ARGS ?=
+LOADTEST_URL = $(if $(findstring ://,$(HOST)),$(HOST),http://$(HOST):$(PORT))
+LOADTEST_REPORTS := loadtest/reports
+
+$(BIN)/.loadtest-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,loadtest]'
+	touch $@
+
+loadtest: $(BIN)/.loadtest-installed
+	@echo "loadtest: scenario $(SCENARIO), $(USERS) users for $(DURATION) against $(LOADTEST_URL)"
+	@echo "  (the server must already be running there: this target starts nothing)"
+	mkdir -p $(LOADTEST_REPORTS)
+	LOADTEST_SUMMARY=$(LOADTEST_REPORTS)/$(SCENARIO)-summary.json $(BIN)/locust \
+		-f loadtest/locustfile.py --headless --scenario $(SCENARIO) \
+		-u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) -H $(LOADTEST_URL) \
+		--csv $(LOADTEST_REPORTS)/$(SCENARIO) --html $(LOADTEST_REPORTS)/$(SCENARIO).html \
+		--only-summary $(LOCUST_ARGS)
+
+bench: $(BIN)/.loadtest-installed
+	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
