@@ -98,3 +98,30 @@ loadtest: $(BIN)/.loadtest-installed
 
 bench: $(BIN)/.loadtest-installed
 	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
+# The app stack (docker-compose.yml): nginx, web1 + web2, worker, beat, flower, redis,
+# postgres, and a one-shot migrate. `.env` is written once with fresh secrets when missing;
+# a self-signed certificate for localhost is made when deploy/nginx/certs has none.
+.PHONY: up down
+COMPOSE ?= docker compose -f docker-compose.yml
+CERTS := deploy/nginx/certs
+
+.env:
+	@umask 077; { \
+	  echo "SECRET_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+	  echo "FLOWER_BASIC_AUTH=admin:$$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"; \
+	  echo "POSTGRES_PASSWORD=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"; \
+	} > .env
+	@echo "wrote .env with new secrets (Flower's login is in FLOWER_BASIC_AUTH)"
+
+$(CERTS)/fullchain.pem:
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
+	  -keyout $(CERTS)/privkey.pem -out $(CERTS)/fullchain.pem
+
+up: .env $(CERTS)/fullchain.pem
+	docker network inspect nuxtest >/dev/null 2>&1 || docker network create nuxtest
+	$(COMPOSE) up -d --build
+	@echo "NuxTest https://localhost/  Flower http://127.0.0.1:5555/ (FLOWER_BASIC_AUTH in .env)"
+
+down:
+	$(COMPOSE) down

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.handlers.cache import AxesCacheHandler
+from axes.helpers import get_cache
 from django.conf import settings
+from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -30,3 +33,19 @@ def lockout_response(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRes
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response
+
+
+class AxesRedisCacheHandler(AxesCacheHandler):
+    """django-axes' cache handler, counting in the cache as configured now, not at first use.
+
+    Axes keeps one handler per process; the stock one binds its cache once, so a changed
+    CACHES (each test's own Redis key prefix) would go on counting under the old prefix.
+    """
+
+    @property
+    def cache(self) -> BaseCache:
+        return get_cache()
+
+    @cache.setter
+    def cache(self, value: BaseCache) -> None:
+        """Ignored: the cache is looked up on each use."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from game.telemetry.logs import logging_config
@@ -39,6 +40,8 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 
+if PRODUCTION and not env_list("ALLOWED_HOSTS", []):
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production (comma-separated host names)")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -54,6 +57,9 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "channels",
     "django_prometheus",
+    "corsheaders",
+    "csp",
+    "axes",
     "game",
 ]
 
@@ -61,13 +67,17 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "game.telemetry.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that a lockout flagged by the auth backend replaces the view's response.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -92,18 +102,30 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
-if _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker) share the file: wait for locks instead of failing.
-    _db.setdefault("OPTIONS", {})["timeout"] = 20
-    # A file, not memory, so that the end-to-end tests' processes see the test database.
-    _db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
-elif _db["ENGINE"] == "django.db.backends.mysql":
-    _db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
-    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
-# django-prometheus's wrappers of the same backends count queries, errors and latency.
-_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
-DATABASES = {"default": _db}
+
+
+def _database(url: str) -> dict[str, Any]:
+    """One DATABASES entry from a URL."""
+    db: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0)))
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Several processes (web, worker) share the file: wait for locks instead of failing.
+        db.setdefault("OPTIONS", {})["timeout"] = 20
+        # A file, not memory, so that the end-to-end tests' processes see the test database.
+        db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    elif db["ENGINE"] == "django.db.backends.mysql":
+        db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
+        db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    # django-prometheus's wrappers of the same backends count queries, errors and latency.
+    db["ENGINE"] = db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+    return db
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+# A read replica of "default" for the leaderboard and history reads (game/db_router.py).
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["game.db_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: game state, channel layer, cache, Celery broker ------------------------------
@@ -151,12 +173,80 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 
+# --- HTTPS, proxies, headers (docs/architecture.md, "Production") ------------------------
+# How many reverse proxies (nginx) stand between clients and Daphne, each setting
+# X-Forwarded-For / X-Forwarded-Proto. 0: none, so those headers are never believed.
+NUXTEST_TRUSTED_PROXY_COUNT = env_int("NUXTEST_TRUSTED_PROXY_COUNT", 0)
+if NUXTEST_TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("NUXTEST_TRUSTED_PROXY_COUNT must be 0 or more")
+if NUXTEST_TRUSTED_PROXY_COUNT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Probes and scrapers speak plain HTTP on the private network (paths without the leading /).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SESSION_COOKIE_HTTPONLY = True
+# Pages read the CSRF token from their form's hidden input (game/static/game/api.js).
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+
+def _websocket_sources(hosts: list[str]) -> list[str]:
+    """CSP sources for the site's own WebSocket URLs: wss:// (and ws:// outside production)."""
+    schemes = ["wss"] if PRODUCTION else ["ws", "wss"]
+    sources: list[str] = []
+    for host in hosts:
+        if host == "*" or host.startswith("["):
+            continue  # no CSP host-source for these; 'self' still covers the page's own host
+        name = "*" + host if host.startswith(".") else host
+        port = "" if PRODUCTION else ":*"
+        sources += [f"{scheme}://{name}{port}" for scheme in schemes]
+    return sources
+
+
+# django-csp 4. No inline script or style anywhere: templates load static files only and
+# pass data in data-* attributes and json_script (type application/json, never executed).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF, *_websocket_sources(ALLOWED_HOSTS)],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# django-cors-headers: only the JSON API, only for the listed origins (none by default).
+CORS_ALLOWED_ORIGINS = env_list("NUXTEST_CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+
 # --- Auth --------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -173,6 +263,30 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "game.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Anonymous throttles key on the client address (X-Forwarded-For only behind a trusted
+    # proxy; 0, not None: DRF believes the header when this is None).
+    "NUM_PROXIES": NUXTEST_TRUSTED_PROXY_COUNT,
+}
+
+# django-axes: lock a client address out of the log-in page and /api/auth/token/ after
+# AXES_FAILURE_LIMIT failures, for the cool-off time; counted in the Redis cache, so
+# every web instance sees the same counts.
+AXES_ENABLED = env_bool("NUXTEST_LOGIN_LOCKOUT", True)
+AXES_HANDLER = "game.lockout.AxesRedisCacheHandler"
+AXES_FAILURE_LIMIT = env_int("NUXTEST_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("NUXTEST_LOGIN_COOLOFF_SECONDS", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "nuxtest.proxy.client_ip"
+AXES_LOCKOUT_CALLABLE = "game.lockout.lockout_response"
+AXES_VERBOSE = False
+
+# DRF throttles (game/api/throttles.py), per user (per address when anonymous), counted in
+# the Redis cache: "<count>/<second|minute|hour|day>". Generous outside production.
+NUXTEST_THROTTLE_RATES = {
+    "signup": env_str("NUXTEST_THROTTLE_SIGNUP", "20/hour" if PRODUCTION else "1000/minute"),
+    "rooms": env_str("NUXTEST_THROTTLE_ROOMS", "30/minute" if PRODUCTION else "1000/minute"),
+    "matchmaking": env_str("NUXTEST_THROTTLE_MATCHMAKING", "30/minute" if PRODUCTION else "1000/minute"),
 }
 
 SIMPLE_JWT = {

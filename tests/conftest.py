@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis with a random key prefix per test, users, tokens, sockets."""
+"""Shared fixtures: real Redis with a random key prefix per test, timers, users, tokens, sockets."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from rest_framework_simplejwt.tokens import AccessToken
 
+from game import scheduler
+
 ORIGIN = "http://localhost"
 PASSWORD = "correct-horse-battery-9"
 
@@ -26,7 +28,7 @@ def redis_prefix(settings: Any) -> Iterator[str]:
     """Give each test its own Redis key space (state, channel layer, cache), removed after."""
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
     settings.NUXTEST_REDIS_PREFIX = prefix
-    layers = copy.deepcopy(django_settings.CHANNEL_LAYERS)
+    layers: dict[str, Any] = copy.deepcopy(django_settings.CHANNEL_LAYERS)
     layers["default"]["CONFIG"]["prefix"] = prefix + "asgi"
     settings.CHANNEL_LAYERS = layers
     caches = copy.deepcopy(django_settings.CACHES)
@@ -44,6 +46,21 @@ def redis_prefix(settings: Any) -> Iterator[str]:
 def questions(transactional_db: None) -> None:
     """The shipped question bank."""
     call_command("loaddata", "questions", verbosity=0)
+
+
+@pytest.fixture
+def timers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[object], int]]:
+    """Record the timers the services arm instead of sending them to a Celery broker.
+
+    Nothing runs them: a test fires one by calling its task (tests/play.py `timer_fire`).
+    """
+    armed: list[tuple[str, list[object], int]] = []
+
+    async def run_at(task: str, *, args: list[object], due_ms: int) -> None:
+        armed.append((task, list(args), due_ms))
+
+    monkeypatch.setattr(scheduler, "run_at", run_at)
+    return armed
 
 
 @pytest.fixture
@@ -69,8 +86,12 @@ async def ws_open(
     token: str | None = None,
     origin: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    app: Any | None = None,
 ) -> WebsocketCommunicator:
-    """Open a WebSocket to a room through the real ASGI application (not yet connected)."""
+    """Open a WebSocket to a room through the real ASGI application (not yet connected).
+
+    `app`: the application of another web process (tests/play.py `web_app`).
+    """
     from nuxtest.asgi import application
 
     hdrs = list(headers or [])
@@ -80,7 +101,7 @@ async def ws_open(
         hdrs.append((b"authorization", f"Bearer {token}".encode()))
     if origin is not None:
         hdrs.append((b"origin", origin.encode()))
-    return WebsocketCommunicator(application, f"/ws/rooms/{code}/", headers=hdrs)
+    return WebsocketCommunicator(app or application, f"/ws/rooms/{code}/", headers=hdrs)
 
 
 async def ws_join(code: str, user: Any, **kwargs: Any) -> tuple[WebsocketCommunicator, dict[str, Any]]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle
+
+from nuxtest.proxy import client_ip
 
 
 class ScopedThrottle(ScopedRateThrottle):
@@ -19,3 +22,7 @@ class ScopedThrottle(ScopedRateThrottle):
         rates: dict[str, Any] = settings.NUXTEST_THROTTLE_RATES
         rate = rates.get(self.scope) if self.scope else None
         return str(rate) if rate else None
+
+    def get_ident(self, request: Request) -> str:
+        """The client address behind the trusted proxies (the same rule as the log-in lockout)."""
+        return client_ip(request)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.core.cache import cache
@@ -21,10 +22,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from game import services, store
 from game.api.throttles import ScopedThrottle
+from game.db_router import replica_reads
 from game.engine import rules
 from game.models import GameResult
 
@@ -95,15 +98,21 @@ class TokenObtainView(TokenObtainPairView):
 
     simplejwt authenticates with DRF's request, so the lockout flag that django-axes sets
     lands on that object; it is copied to Django's request, where AxesMiddleware turns it
-    into the 429 of game.lockout.lockout_response.
+    into the 429 of game.lockout.lockout_response. A success resets the address's count,
+    as a log-in through the page does (simplejwt sends no user_logged_in).
     """
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
         try:
-            return super().post(request, *args, **kwargs)
+            serializer.is_valid(raise_exception=True)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
         finally:
             if getattr(request, "axes_locked_out", False):
                 request._request.axes_locked_out = True  # type: ignore[attr-defined]
+        AxesProxyHandler.user_logged_in(type(self), request=request, user=serializer.user)  # type: ignore[attr-defined]
+        return Response(serializer.validated_data, status=status.HTTP_200_OK)
 
 
 class RoomCreateView(APIView):
@@ -188,11 +197,12 @@ def leaderboard_compute(period: str) -> list[dict[str, Any]]:
     span = LEADERBOARD_PERIODS[period]
     if span is not None:
         rows = rows.filter(created_at__gte=timezone.now() - span)
-    top = (
-        rows.values("user_id", "user__username")
-        .annotate(score=Sum("score"), games=Count("id"))
-        .order_by("-score", "user_id")[:LEADERBOARD_SIZE]
-    )
+    with replica_reads():
+        top = list(
+            rows.values("user_id", "user__username")
+            .annotate(score=Sum("score"), games=Count("id"))
+            .order_by("-score", "user_id")[:LEADERBOARD_SIZE]
+        )
     return [
         {
             "rank": i,
@@ -214,7 +224,8 @@ class MyResultsView(APIView):
 
 def results_for(user_id: int) -> list[dict[str, Any]]:
     """A player's stored results, newest first."""
-    rows = GameResult.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:HISTORY_SIZE]
+    with replica_reads():
+        rows = list(GameResult.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:HISTORY_SIZE])
     return [
         {
             "room": r.room,

@@ -1,4 +1,4 @@
-"""Fixtures of the HTTP API tests: API clients, a timer recorder, error-shape checks."""
+"""Fixtures of the HTTP API tests: API clients, error-shape checks (`timers` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from game import scheduler
 from tests.conftest import bearer
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -36,18 +35,6 @@ def api_as() -> Callable[[Any], APIClient]:
         return client
 
     return make
-
-
-@pytest.fixture
-def timers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[object], int]]:
-    """Record the timers the services arm instead of sending them to a Celery broker."""
-    armed: list[tuple[str, list[object], int]] = []
-
-    async def run_at(task: str, *, args: list[object], due_ms: int) -> None:
-        armed.append((task, list(args), due_ms))
-
-    monkeypatch.setattr(scheduler, "run_at", run_at)
-    return armed
 
 
 def field_error(response: Any, field: str, status: int = 400) -> dict[str, Any]:
