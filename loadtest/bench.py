@@ -1,0 +1,649 @@
+"""`make bench`: server throughput as ratios measured in one run on this machine.
+
+Starts its own processes (a Redis — embedded, or REDIS_URL under a key prefix of its own —,
+a migrated database, a Celery worker, and one web process at a time) and drives them with
+one asyncio `websockets` client. On a machine with 2+ cores the web process is pinned to
+CPU 0 and the client, Redis and the worker to CPU 1, so the web process under test has a
+core to itself. Measures:
+
+1. bare Channels echo (stock consumer, and without Channels' per-frame DB thread trip);
+2. game answers: rooms of 4 answering every question at once, reveal 0 — acks/s and
+   answer→ack latency; ratio game / stock echo (target ≥ 0.5);
+3. room broadcast (1 in, 4 out) over RedisChannelLayer and RedisPubSubChannelLayer, and
+   the game itself over each layer (lost frames = seq gaps);
+4. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
+   those variables in the server's environment (e.g. telemetry on and off).
+
+Every figure is taken `--repeat` times, interleaved, and the median is reported (the
+machine is shared; see docs/performance.md). Writes the table into docs/performance.md
+(between the bench markers) unless --no-docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+from websockets.asyncio.client import ClientConnection, connect
+
+from loadtest.stack import ROOT, Stack
+
+CORE_LAYER = "channels_redis.core.RedisChannelLayer"
+PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
+LAYERS = {"core": CORE_LAYER, "pubsub": PUBSUB_LAYER}
+ANSWER = '{"type":"answer","round":1,"option":2}'
+# A player that hears nothing for this long gives up on its room (counted as a stall).
+STALL_SECONDS = 5.0
+# The game's per-connection flood limit (10 frames/s) would refuse a bench player that
+# answers every 20 ms; the bench measures throughput, so the game servers get a high limit.
+GAME_ENV = {
+    "NUXTEST_WS_RATE_PER_SECOND": "100000",
+    "NUXTEST_WS_RATE_BURST": "100000",
+    "NUXTEST_WS_USER_RATE_PER_SECOND": "100000",
+    "NUXTEST_WS_USER_RATE_BURST": "100000",
+}
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+@dataclass
+class Figure:
+    """One measurement: a rate, its latencies, and what it cost the server."""
+
+    name: str
+    rate: float
+    unit: str
+    latencies_ms: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0
+    lost: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def pct(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+class Window:
+    """The measuring window: counts only between `warmup` and `warmup + duration`."""
+
+    def __init__(self, warmup: float, duration: float) -> None:
+        now = time.perf_counter()
+        self.start = now + warmup
+        self.end = self.start + duration
+        self.duration = duration
+
+    def open(self) -> bool:
+        now = time.perf_counter()
+        return self.start <= now < self.end
+
+    def over(self) -> bool:
+        return time.perf_counter() >= self.end
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        t = psutil.Process(pid).cpu_times()
+        return float(t.user + t.system)
+    except psutil.Error:
+        return 0.0
+
+
+async def _measure(pid: int, window: Window, load: Any) -> float:
+    """Run `load` (a coroutine) and return the server's CPU share (of one core) in the window."""
+
+    async def sample() -> float:
+        await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
+        before = _cpu_seconds(pid)
+        await asyncio.sleep(window.duration)
+        return (_cpu_seconds(pid) - before) / window.duration
+
+    cpu, _ = await asyncio.gather(sample(), load)
+    return cpu
+
+
+# --- 1. echo ------------------------------------------------------------------------------
+
+
+async def echo(url: str, pid: int, name: str, conns: int, warmup: float, duration: float) -> Figure:
+    """Closed-loop echo on `conns` connections; frames/s answered."""
+    window = Window(warmup, duration)
+    lat: list[float] = []
+    count = 0
+
+    async def one() -> None:
+        nonlocal count
+        async with connect(url, max_queue=None, compression=None) as ws:
+            while not window.over():
+                t0 = time.perf_counter()
+                await ws.send(ANSWER)
+                await ws.recv()
+                if window.open():
+                    count += 1
+                    lat.append((time.perf_counter() - t0) * 1000)
+
+    cpu = await _measure(pid, window, asyncio.gather(*(one() for _ in range(conns))))
+    return Figure(name, count / duration, "frames/s", lat, cpu)
+
+
+# --- 2. game answers ----------------------------------------------------------------------
+
+
+@dataclass
+class GameCounters:
+    acks: int = 0
+    frames: int = 0
+    lost: int = 0
+    games: int = 0
+    refused: int = 0
+    errors: int = 0
+    stalls: int = 0
+    lat: list[float] = field(default_factory=list)
+
+
+async def _player(
+    ws: ClientConnection, state: dict[str, Any], window: Window, counters: GameCounters, host: bool
+) -> None:
+    """Answer every question at once; count acks; check the room's seq."""
+    last_seq = int(state["seq"])
+    sent_at: dict[int, float] = {}
+    if host:
+        await ws.send('{"type":"start"}')
+    while not window.over():
+        try:
+            raw = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
+        except TimeoutError:
+            counters.stalls += 1
+            return
+        frame = json.loads(raw)
+        kind = frame["type"]
+        if window.open():
+            counters.frames += 1
+        if "seq" in frame and kind != "state":
+            if frame["seq"] > last_seq + 1:
+                counters.lost += frame["seq"] - last_seq - 1
+            last_seq = max(last_seq, frame["seq"])
+        if kind == "question":
+            n = int(frame["round"])
+            sent_at[n] = time.perf_counter()
+            await ws.send(f'{{"type":"answer","round":{n},"option":{n % 4}}}')
+        elif kind == "answer_ack":
+            t0 = sent_at.pop(int(frame["round"]), None)
+            if window.open() and t0 is not None:
+                counters.acks += 1
+                counters.lat.append((time.perf_counter() - t0) * 1000)
+                if not frame["accepted"]:
+                    counters.refused += 1
+        elif kind == "error":
+            counters.errors += 1
+        elif kind == "game_over":
+            if window.open():
+                counters.games += 1
+            return
+
+
+async def _room_loop(base: str, tokens: list[str], window: Window, counters: GameCounters) -> None:
+    """Play 20-round games in rooms of len(tokens) until the window is over."""
+    ws_base = base.replace("http://", "ws://")
+    while not window.over():
+        r = await asyncio.to_thread(
+            requests.post,
+            f"{base}/api/rooms/",
+            json={"rounds": 20, "answer_seconds": 60, "reveal_seconds": 0, "max_players": len(tokens)},
+            headers={"Authorization": f"Bearer {tokens[0]}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        code = r.json()["code"]
+        socks = []
+        try:
+            for token in tokens:
+                socks.append(
+                    await connect(
+                        f"{ws_base}/ws/rooms/{code}/",
+                        additional_headers={"Authorization": f"Bearer {token}"},
+                        max_queue=None,
+                        compression=None,
+                        open_timeout=30,
+                    )
+                )
+            # Every player has its `state` (is a member) before the host starts.
+            states = [json.loads(await ws.recv()) for ws in socks]
+            assert all(s["type"] == "state" for s in states), states
+            await asyncio.gather(
+                *(
+                    _player(ws, st, window, counters, host=i == 0)
+                    for i, (ws, st) in enumerate(zip(socks, states, strict=False))
+                )
+            )
+        finally:
+            for ws in socks:
+                await ws.close()
+
+
+def make_tokens(n: int) -> list[str]:
+    """n fresh accounts in the run's database (no password hashing) and their access tokens."""
+    from django.contrib.auth import get_user_model
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    user_model = get_user_model()
+    run = uuid.uuid4().hex[:8]
+    users = [user_model(username=f"bench{run}{i}") for i in range(n)]
+    for u in users:
+        u.set_unusable_password()
+    user_model.objects.bulk_create(users)
+    created = user_model.objects.filter(username__startswith=f"bench{run}")
+    return [str(AccessToken.for_user(u)) for u in created]
+
+
+async def game(base: str, pid: int, name: str, rooms: int, warmup: float, duration: float) -> Figure:
+    """Answer throughput of one web process: `rooms` rooms of 4 answering at once."""
+    tokens = await asyncio.to_thread(make_tokens, rooms * 4)
+    window = Window(warmup, duration)
+    counters = GameCounters()
+    loops = [_room_loop(base, tokens[i * 4 : i * 4 + 4], window, counters) for i in range(rooms)]
+    cpu = await _measure(pid, window, asyncio.gather(*loops))
+    return Figure(
+        name,
+        counters.acks / duration,
+        "acks/s",
+        counters.lat,
+        cpu,
+        counters.lost,
+        {
+            "frames_per_s": round(counters.frames / duration),
+            "games": counters.games,
+            "refused": counters.refused,
+            "errors": counters.errors,
+            "stalls": counters.stalls,
+        },
+    )
+
+
+# --- 3. room broadcast ---------------------------------------------------------------------
+
+
+async def broadcast(url: str, pid: int, name: str, rooms: int, warmup: float, duration: float) -> Figure:
+    """Rooms of 4 on the broadcast consumer; one member sends, all 4 must receive it."""
+    window = Window(warmup, duration)
+    done = 0
+    lost = 0
+    lat: list[float] = []
+
+    async def room(i: int) -> None:
+        nonlocal done, lost
+        name = f"r{i}-{uuid.uuid4().hex[:6]}"
+        members = [
+            await connect(f"{url}/broadcast/{name}/", max_queue=None, compression=None) for _ in range(4)
+        ]
+        try:
+            n = 0
+            while not window.over():
+                n += 1
+                t0 = time.perf_counter()
+                await members[0].send(str(n))
+                for ws in members:
+                    try:
+                        while True:
+                            got = int(await asyncio.wait_for(ws.recv(), 2))
+                            if got >= n:
+                                lost += got - n
+                                break
+                    except TimeoutError:
+                        lost += 1
+                if window.open():
+                    done += 1
+                    lat.append((time.perf_counter() - t0) * 1000)
+        finally:
+            for ws in members:
+                await ws.close()
+
+    cpu = await _measure(pid, window, asyncio.gather(*(room(i) for i in range(rooms))))
+    return Figure(name, done / duration, "rooms/s", lat, cpu, lost)
+
+
+# --- 5. idle players' memory -------------------------------------------------------------
+
+
+async def idle(base: str, pid: int, players: int) -> Figure:
+    """The web process's memory per idle connected player (lobby rooms of 8)."""
+    tokens = await asyncio.to_thread(make_tokens, players)
+    ws_base = base.replace("http://", "ws://")
+    await asyncio.sleep(1)
+    before = psutil.Process(pid).memory_info().rss
+
+    def create_room(token: str) -> str:
+        r = requests.post(
+            f"{base}/api/rooms/",
+            json={"max_players": 8},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return str(r.json()["code"])
+
+    codes = [await asyncio.to_thread(create_room, tokens[i]) for i in range(0, players, 8)]
+    socks: list[ClientConnection] = []
+    sem = asyncio.Semaphore(50)
+
+    async def join(i: int) -> None:
+        async with sem:
+            ws = await connect(
+                f"{ws_base}/ws/rooms/{codes[i // 8]}/",
+                additional_headers={"Authorization": f"Bearer {tokens[i]}"},
+                max_queue=None,
+                compression=None,
+                open_timeout=60,
+            )
+            socks.append(ws)
+            await ws.recv()  # its `state`: the player is in
+
+    try:
+        await asyncio.gather(*(join(i) for i in range(players)))
+        await asyncio.sleep(5)  # let the joins' broadcasts drain
+        after = psutil.Process(pid).memory_info().rss
+    finally:
+        await asyncio.gather(*(ws.close() for ws in socks), return_exceptions=True)
+    per_player = (after - before) / players / 1024
+    return Figure(
+        f"idle players ({players})",
+        per_player,
+        "KiB/player",
+        extra={"rss_before_mib": round(before / 2**20), "rss_after_mib": round(after / 2**20)},
+    )
+
+
+# --- Running it all ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = ", ".join(
+        f"{p} {metadata.version(p)}"
+        for p in ("Django", "channels", "channels-redis", "daphne", "uvicorn", "websockets", "redis")
+        if _has(p)
+    )
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "versions": versions,
+        "os": platform.platform(),
+    }
+
+
+def _has(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _parse_env(pairs: str) -> dict[str, str]:
+    out = {}
+    for pair in filter(None, pairs.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant/--server-env: {pair!r} is not KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement, print the table, write the docs."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per figure")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each figure (median reported)")
+    parser.add_argument("--conns", type=int, default=64, help="echo connections")
+    parser.add_argument("--rooms", type=int, default=32, help="game rooms of 4 players")
+    parser.add_argument("--broadcast-rooms", type=int, default=32, help="broadcast rooms of 4")
+    parser.add_argument("--servers", default="daphne,uvicorn", help="web servers to compare")
+    parser.add_argument("--layers", default="core,pubsub", help="channel layers to compare")
+    parser.add_argument(
+        "--server-env", default="", help="KEY=VALUE[,KEY=VALUE] for every server process of the run"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:KEY=VALUE[,...]: measure the game again with this server environment",
+    )
+    parser.add_argument(
+        "--idle-players", type=int, default=2000, help="idle players for the memory figure (0: skip)"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+
+    cores = os.cpu_count() or 1
+    server_cpu, client_cpu = (0, 1) if cores >= 2 else (None, None)
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    base_env = _parse_env(args.server_env)
+    variants = []
+    for v in args.variant:
+        name, _, pairs = v.partition(":")
+        variants.append((name, _parse_env(pairs)))
+    servers = [s for s in args.servers.split(",") if s]
+    layers = [layer for layer in args.layers.split(",") if layer]
+
+    logs = ROOT / "loadtest" / "reports" / "bench-logs"
+    print("starting Redis, database, worker …", flush=True)
+    stack = Stack.create(logs, redis_cpu=client_cpu)
+    stack.env.update(base_env)
+    os.environ.update(stack.env)
+    import django
+
+    django.setup()
+    figures: dict[str, list[Figure]] = {}
+
+    def keep(fig: Figure) -> None:
+        figures.setdefault(fig.name, []).append(fig)
+        extra = f" {fig.extra}" if fig.extra else ""
+        print(
+            f"  {fig.name:34s} {fig.rate:9.0f} {fig.unit:9s} p50 {fig.pct(0.5) or 0:6.1f} ms"
+            f"  p99 {fig.pct(0.99) or 0:6.1f} ms  server CPU {fig.server_cpu:4.0%}  lost {fig.lost}{extra}",
+            flush=True,
+        )
+
+    def run(coro: Any) -> None:
+        keep(_run(coro))
+
+    try:
+        stack.start_worker(cpu=client_cpu)
+        for rep in range(args.repeat):
+            print(f"round {rep + 1}/{args.repeat}", flush=True)
+            for server in servers:
+                url = stack.start_web(
+                    "echo", server=server, app="loadtest.echo_asgi:application", cpu=server_cpu
+                )
+                pid = stack.procs["echo"].pid
+                ws = url.replace("http://", "ws://")
+                run(echo(f"{ws}/echo/", pid, f"echo {server}", args.conns, args.warmup, args.duration))
+                run(
+                    echo(
+                        f"{ws}/echo-nodb/",
+                        pid,
+                        f"echo {server} (no DB trip)",
+                        args.conns,
+                        args.warmup,
+                        args.duration,
+                    )
+                )
+                stack.stop("echo")
+                url = stack.start_web("game", server=server, cpu=server_cpu, env=GAME_ENV)
+                run(
+                    game(
+                        url, stack.procs["game"].pid, f"game {server}", args.rooms, args.warmup, args.duration
+                    )
+                )
+                stack.stop("game")
+            for layer in layers:
+                env = {"CHANNEL_LAYER_BACKEND": LAYERS[layer]}
+                url = stack.start_web("bcast", app="loadtest.echo_asgi:application", cpu=server_cpu, env=env)
+                ws = url.replace("http://", "ws://")
+                run(
+                    broadcast(
+                        ws,
+                        stack.procs["bcast"].pid,
+                        f"broadcast daphne {layer}",
+                        args.broadcast_rooms,
+                        args.warmup,
+                        args.duration,
+                    )
+                )
+                stack.stop("bcast")
+                if layer != "core":  # the core layer's game figure is `game daphne` above
+                    url = stack.start_web("game", cpu=server_cpu, env={**GAME_ENV, **env})
+                    run(
+                        game(
+                            url,
+                            stack.procs["game"].pid,
+                            f"game daphne {layer}",
+                            args.rooms,
+                            args.warmup,
+                            args.duration,
+                        )
+                    )
+                    stack.stop("game")
+            for name, env in variants:
+                url = stack.start_web("game", cpu=server_cpu, env={**GAME_ENV, **env})
+                run(
+                    game(
+                        url,
+                        stack.procs["game"].pid,
+                        f"game daphne [{name}]",
+                        args.rooms,
+                        args.warmup,
+                        args.duration,
+                    )
+                )
+                stack.stop("game")
+        if args.idle_players:
+            url = stack.start_web("game", cpu=server_cpu, env=GAME_ENV)
+            run(idle(url, stack.procs["game"].pid, args.idle_players))
+            stack.stop("game")
+    finally:
+        stack.stop_all()
+
+    table = render(figures, args)
+    print()
+    print(table)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {k: [f.__dict__ | {"latencies_ms": None} for f in v] for k, v in figures.items()}, indent=1
+            )
+        )
+    if not args.no_docs:
+        write_docs(table)
+        print(f"\nwritten to {ROOT / 'docs' / 'performance.md'}")
+    return 0
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine on uvloop when it is installed (the client costs less per frame)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _median(figs: list[Figure]) -> Figure:
+    """The figure of median rate among the repeats (its latencies are that run's)."""
+    ordered = sorted(figs, key=lambda f: f.rate)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
+    """A Markdown table of medians, with the ratios the targets are set on."""
+    info = machine()
+    medians = {name: _median(figs) for name, figs in figures.items()}  # the table's rows
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {info['cores']} cores "
+        f"({info['cpu']}), Python {info['python']}; {info['versions']}. "
+        f"Web process pinned to CPU 0, client + Redis + worker to CPU 1; {args.duration:.0f} s per figure "
+        f"after {args.warmup:.0f} s warm-up, median of {args.repeat} interleaved runs "
+        "(every run's rate in `all runs`).",
+        "",
+        "| measurement | rate (median) | all runs | p50 ms | p95 ms | p99 ms | web CPU | lost |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, fig in medians.items():
+        runs = ", ".join(f"{f.rate:.0f}" for f in figures[name])
+        lines.append(
+            f"| {name} | {fig.rate:,.0f} {fig.unit} | {runs} | {fig.pct(0.5) or 0:.1f} | "
+            f"{fig.pct(0.95) or 0:.1f} | {fig.pct(0.99) or 0:.1f} | {fig.server_cpu:.0%} | "
+            f"{sum(f.lost for f in figures[name])} |"
+        )
+    lines.append("")
+    # Ratios are taken within each round (figures measured minutes apart on the same
+    # machine state), then the median over rounds: a noisy neighbour moves both sides.
+    pairs = []
+    for server in args.servers.split(","):
+        pairs += [
+            (f"game {server}", f"echo {server}", f"game / echo on {server} (target ≥ 0.5)"),
+            (f"game {server}", f"echo {server} (no DB trip)", f"game / echo without the DB trip on {server}"),
+            (f"echo {server} (no DB trip)", f"echo {server}", f"echo without / with the DB trip on {server}"),
+        ]
+    pairs += [
+        ("broadcast daphne pubsub", "broadcast daphne core", "room broadcast, pub/sub / core layer"),
+        ("game daphne pubsub", "game daphne", "game answers, pub/sub / core layer"),
+        ("game uvicorn", "game daphne", "game answers, uvicorn / Daphne"),
+    ]
+    pairs += [
+        (name, "game daphne", f"{name} / game daphne") for name in figures if name.startswith("game daphne [")
+    ]
+    ratios = []
+    for top, bottom, label in pairs:
+        if top not in figures or bottom not in figures:
+            continue
+        per_round = [a.rate / b.rate for a, b in zip(figures[top], figures[bottom], strict=False) if b.rate]
+        if per_round:
+            runs = ", ".join(f"{r:.2f}" for r in per_round)
+            ratios.append(f"- {label}: **{statistics.median(per_round):.2f}** (rounds: {runs})")
+    for name, fig in medians.items():
+        if name.startswith("idle players"):
+            ratios.append(f"- {name}: **{fig.rate:.0f} KiB** of the web process each (target < 50 KiB)")
+    return "\n".join(lines + ratios)
+
+
+def write_docs(table: str) -> None:
+    """Replace the generated block of docs/performance.md (created if missing)."""
+    path = ROOT / "docs" / "performance.md"
+    text = path.read_text() if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
