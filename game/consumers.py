@@ -15,6 +15,7 @@ import uuid
 import weakref
 from typing import Any
 
+import orjson
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -34,7 +35,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NO_ROOM = 4404
 CLOSE_ROOM_FULL = 4409
 CLOSE_TOO_MANY = 4429
-CLOSE_TRY_AGAIN_LATER = 1013  # an operator's fault flag refuses handshakes
+CLOSE_TRY_AGAIN_LATER = 1013  # an operator's fault flag refuses handshakes (game/transport.py)
 
 # Metric children resolved once: label lookups stay off the per-frame path.
 _RECEIVED = {t: metrics.WS_FRAMES_RECEIVED.labels(t) for t in metrics.FRAME_TYPES}
@@ -130,6 +131,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.counted = False
         self.subscribed = False
         self.opened_at = time.monotonic()
+        # Broadcasts held back while an earlier one may still be on its way (room_event).
+        self.held: dict[int, dict[str, Any]] = {}
+        self.hold_timer: asyncio.TimerHandle | None = None
+        self.forward_lock = asyncio.Lock()
+        self.background: set[asyncio.Future[None]] = set()
         # Accept first so that a refusal can say why with a close code.
         await self.accept()
         code = await self._handshake()
@@ -199,6 +205,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.close(shutdown.CLOSE_SERVICE_RESTART)
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "hold_timer", None) is not None:
+            self.hold_timer.cancel()  # type: ignore[union-attr]
+            self.hold_timer = None
         if getattr(self, "joined", False):
             self.joined = False
             metrics.WS_CONNECTIONS.dec()
@@ -350,9 +359,52 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- Frames to the client -------------------------------------------------------------
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A broadcast from the room's group: forward it unless the client has it already."""
+        """A broadcast from the room's group: forward it in `seq` order, once.
+
+        Two processes publishing at the same instant can deliver seq N+1 before N; a frame
+        past a gap is held for NUXTEST_WS_REORDER_MS so the missing one can arrive. If it
+        does not, the held frames go out anyway and the client resyncs on the gap.
+        """
+        seq = message["frame"]["seq"]
+        if not self.joined or seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            self.held[seq] = message
+            if self.hold_timer is None:
+                self.hold_timer = asyncio.get_running_loop().call_later(
+                    settings.NUXTEST_WS_REORDER_MS / 1000, self._hold_expired
+                )
+            return
+        await self._forward(message)
+        await self._forward_held(gap_ok=False)
+
+    def _hold_expired(self) -> None:
+        self.hold_timer = None
+        task = asyncio.ensure_future(self._forward_held(gap_ok=True))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _forward_held(self, *, gap_ok: bool) -> None:
+        """Forward held frames that are next in order (all of them once the wait is over)."""
+        async with self.forward_lock:
+            for seq in sorted(self.held):
+                if seq <= self.last_seq:
+                    del self.held[seq]
+                elif seq == self.last_seq + 1 or gap_ok:
+                    await self._forward_unlocked(self.held.pop(seq))
+                else:
+                    break
+        if not self.held and self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+
+    async def _forward(self, message: dict[str, Any]) -> None:
+        async with self.forward_lock:
+            await self._forward_unlocked(message)
+
+    async def _forward_unlocked(self, message: dict[str, Any]) -> None:
         frame = message["frame"]
-        if not self.joined or frame["seq"] <= self.last_seq:
+        if frame["seq"] <= self.last_seq:
             return
         self.last_seq = frame["seq"]
         with (
@@ -365,8 +417,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send(frame)
 
     async def _send_state(self, snapshot: dict[str, Any]) -> None:
-        self.last_seq = max(self.last_seq, snapshot["seq"])
-        await self._send(snapshot)
+        async with self.forward_lock:
+            self.last_seq = max(self.last_seq, snapshot["seq"])
+            await self._send(snapshot)
+        if self.held:
+            await self._forward_held(gap_ok=False)
 
     async def _send(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -375,4 +430,5 @@ class RoomConsumer(AsyncWebsocketConsumer):
             counter.inc()
         if kind == "error":
             metrics.WS_FRAME_ERRORS.labels(code=frame["code"]).inc()
-        await self.send(text_data=json.dumps(frame, separators=(",", ":"), allow_nan=False))
+        # orjson: several times faster than json.dumps on the per-frame path.
+        await self.send(text_data=orjson.dumps(frame).decode())

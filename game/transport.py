@@ -5,7 +5,8 @@
   protocol's 64 KiB limit (`NUXTEST_WS_MAX_MESSAGE_BYTES`), which the consumer enforces
   with a `message_too_large` error and the connection left open; past the hard cap
   (`NUXTEST_WS_HARD_MAX_BYTES`, default 1 MiB) autobahn closes the connection with 1009.
-- Close code 1012 ("service restart") allowed, for graceful restarts (game/shutdown.py).
+- Close codes 1012 ("service restart", graceful restarts: game/shutdown.py) and 1013 ("try
+  again later", the `handshake_refuse` fault flag) allowed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any
 from django.conf import settings
 
 from game.shutdown import CLOSE_SERVICE_RESTART
+
+CLOSE_TRY_AGAIN_LATER = 1013
+# IANA-registered codes a server sends that autobahn refuses from an application.
+_SERVER_CLOSE_CODES = {CLOSE_SERVICE_RESTART: b"service restart", CLOSE_TRY_AGAIN_LATER: b"try again later"}
 
 
 def daphne_tune() -> None:
@@ -27,27 +32,28 @@ def daphne_tune() -> None:
     hard_cap = max(settings.NUXTEST_WS_HARD_MAX_BYTES, settings.NUXTEST_WS_MAX_MESSAGE_BYTES + 1)
     DaphneWebSocket.maxMessagePayloadSize = hard_cap
     DaphneWebSocket.maxFramePayloadSize = hard_cap
-    _allow_service_restart_close()
+    _allow_server_close_codes()
 
 
-def _allow_service_restart_close() -> None:
-    """Let Daphne's WebSocket library (autobahn) send close code 1012.
+def _allow_server_close_codes() -> None:
+    """Let Daphne's WebSocket library (autobahn) send close codes 1012 and 1013.
 
     autobahn accepts only 1000 and 3000-4999 from an application, stricter than RFC 6455's
     IANA registry, where 1012 "Service Restart" is what a server going down for a restart
-    sends. Its own lower-level sendCloseFrame does the sending.
+    sends and 1013 "Try Again Later" what an overloaded (or, here, drilled) one sends.
+    autobahn's own lower-level sendCloseFrame does the sending.
     """
     from autobahn.websocket.protocol import WebSocketProtocol
 
     original = WebSocketProtocol.sendClose
-    if getattr(original, "nuxtest_1012", False):
+    if getattr(original, "nuxtest_codes", False):
         return
 
     def send_close(self: Any, code: int | None = None, reason: str | None = None) -> None:
-        if code == CLOSE_SERVICE_RESTART:
-            self.sendCloseFrame(code=code, reasonUtf8=b"service restart", isReply=False)
+        if code in _SERVER_CLOSE_CODES:
+            self.sendCloseFrame(code=code, reasonUtf8=_SERVER_CLOSE_CODES[code], isReply=False)
             return
         original(self, code, reason)
 
-    send_close.nuxtest_1012 = True  # type: ignore[attr-defined]
+    send_close.nuxtest_codes = True  # type: ignore[attr-defined]
     WebSocketProtocol.sendClose = send_close  # type: ignore[method-assign]

@@ -11,8 +11,12 @@ core to itself. Measures:
    answer→ack latency; ratio game / stock echo (target ≥ 0.5);
 3. room broadcast (1 in, 4 out) over RedisChannelLayer and RedisPubSubChannelLayer, and
    the game itself over each layer (lost frames = seq gaps);
-4. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
-   those variables in the server's environment (e.g. telemetry on and off).
+4. telemetry cost: the game again with telemetry fully off (no exporter, OTEL_SDK_DISABLED,
+   warnings-only logs) and fully on (100 % trace sampling exported by OTLP/HTTP to a local
+   sink in this process, INFO JSON logs, Sentry pointed at the same sink); ratio on / off
+   (target ≥ 0.90) and the p99 difference (target ≤ 1 ms). `--no-telemetry` skips it;
+5. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
+   those variables in the server's environment.
 
 Every figure is taken `--repeat` times, interleaved, and the median is reported (the
 machine is shared; see docs/performance.md). Writes the table into docs/performance.md
@@ -436,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle-players", type=int, default=2000, help="idle players for the memory figure (0: skip)"
     )
+    parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry on/off comparison")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -446,6 +451,21 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {client_cpu})
     base_env = _parse_env(args.server_env)
     variants = []
+    sink = None
+    if not args.no_telemetry:
+        sink = TelemetrySink()
+        variants += [
+            ("telemetry off", {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"}),
+            (
+                "telemetry on",
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+                    "OTEL_TRACES_SAMPLER": "always_on",
+                    "LOG_LEVEL": "INFO",
+                    "SENTRY_DSN": f"http://bench@{sink.url.split('//', 1)[1]}/1",
+                },
+            ),
+        ]
     for v in args.variant:
         name, _, pairs = v.partition(":")
         variants.append((name, _parse_env(pairs)))
@@ -550,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop("game")
     finally:
         stack.stop_all()
+        if sink is not None:
+            sink.close()
+            print(f"telemetry sink received {sink.requests} export requests", flush=True)
 
     table = render(figures, args)
     print()
@@ -564,6 +587,37 @@ def main(argv: list[str] | None = None) -> int:
         write_docs(table)
         print(f"\nwritten to {ROOT / 'docs' / 'performance.md'}")
     return 0
+
+
+class TelemetrySink:
+    """A local OTLP/HTTP and Sentry endpoint that accepts everything and keeps nothing."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def _run(coro: Any) -> Any:
@@ -620,6 +674,9 @@ def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
     pairs += [
         (name, "game daphne", f"{name} / game daphne") for name in figures if name.startswith("game daphne [")
     ]
+    pairs.append(
+        ("game daphne [telemetry on]", "game daphne [telemetry off]", "telemetry on / off (target ≥ 0.90)")
+    )
     ratios = []
     for top, bottom, label in pairs:
         if top not in figures or bottom not in figures:
@@ -628,6 +685,14 @@ def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
         if per_round:
             runs = ", ".join(f"{r:.2f}" for r in per_round)
             ratios.append(f"- {label}: **{statistics.median(per_round):.2f}** (rounds: {runs})")
+    on, off = figures.get("game daphne [telemetry on]"), figures.get("game daphne [telemetry off]")
+    if on and off:
+        deltas = [(a.pct(0.99) or 0) - (b.pct(0.99) or 0) for a, b in zip(on, off, strict=False)]
+        runs = ", ".join(f"{d:+.1f}" for d in deltas)
+        ratios.append(
+            f"- telemetry on minus off, answer→ack p99: **{statistics.median(deltas):+.1f} ms** "
+            f"(target ≤ +1 ms; rounds: {runs})"
+        )
     for name, fig in medians.items():
         if name.startswith("idle players"):
             ratios.append(f"- {name}: **{fig.rate:.0f} KiB** of the web process each (target < 50 KiB)")

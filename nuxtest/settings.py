@@ -304,6 +304,9 @@ NUXTEST_WS_RATE_BURST = env_int("NUXTEST_WS_RATE_BURST", 20)
 # Refused frames in a row (rate_limited) before the connection is closed with 4429.
 NUXTEST_WS_FLOOD_CLOSE_AFTER = env_int("NUXTEST_WS_FLOOD_CLOSE_AFTER", 20)
 NUXTEST_WS_MAX_CONNECTIONS_PER_USER = env_int("NUXTEST_WS_MAX_CONNECTIONS_PER_USER", 5)
+# How long a connection holds a broadcast that arrived ahead of an earlier one (two
+# processes published at once) before it gives up waiting and lets the client resync.
+NUXTEST_WS_REORDER_MS = env_int("NUXTEST_WS_REORDER_MS", 50)
 # The same limit over all of a player's connections together (a token bucket in Redis).
 NUXTEST_WS_USER_RATE_PER_SECOND = env_float("NUXTEST_WS_USER_RATE_PER_SECOND", 20.0)
 NUXTEST_WS_USER_RATE_BURST = env_int("NUXTEST_WS_USER_RATE_BURST", 40)

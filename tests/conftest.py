@@ -150,3 +150,9 @@ async def close_all() -> AsyncIterator[list[WebsocketCommunicator]]:
             await comm.disconnect(timeout=2)
         except Exception:  # noqa: S110 - already closed by the server
             pass
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the end-to-end tests last: their session-wide stack (web, worker, beat) keeps
+    using the test database, and a database flush of a later test would race it."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

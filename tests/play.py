@@ -13,9 +13,9 @@ import copy
 import functools
 import json
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -27,16 +27,27 @@ from django.urls import re_path
 from game import events, services, store
 from game import tasks as game_tasks
 from game.consumers import RoomConsumer
-from game.engine.model import room_to_dict
-from game.models import Category, Question
+from game.engine import rules
+from game.engine.model import Room, room_to_dict
+from game.models import Category, GameResult, Question
 from game.routing import websocket_urlpatterns
 from game.ws_auth import BearerOrSessionAuthMiddleware
 from nuxtest.celery import app as celery_app
 from tests.conftest import recv, ws_join
 
 BROADCASTS = {"player_joined", "player_left", "game_started", "question", "round_result", "game_over"}
+# The apps that playing touches. Each test here is transactional (services reach the database
+# from other threads); flushing only these apps' tables after it is several times faster.
+PLAY_APPS = ["game", "django.contrib.auth", "django.contrib.contenttypes"]
+# The marks of a module of playing tests: that database, and timers recorded, not sent to a broker.
+PLAYING = [
+    pytest.mark.django_db(transaction=True, available_apps=PLAY_APPS),
+    pytest.mark.usefixtures("timers"),
+]
 QUESTIONS = 24
 Timer = tuple[str, list[object], int]
+T = TypeVar("T")
+NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
 # Web processes a test can serve a connection from (`web_app`): 1 is the real application.
 WEB_PROCESSES = 4
 
@@ -104,6 +115,36 @@ async def game_playing(people: list[Any], **room_settings: Any) -> str:
         await connect(code, person)
     await services.game_start(code=code, by=people[0].pk)
     return code
+
+
+async def answer(code: str, user: Any, round_number: int, option: int) -> rules.AnswerOutcome:
+    """Submit `user`'s answer through the service, as the consumer does; the outcome."""
+    return await services.answer_submit(code=code, user_id=user.pk, round_number=round_number, option=option)
+
+
+async def quick_place(user: Any) -> str:
+    """Quick-match `user` (POST /api/matchmaking/'s service); the room's code."""
+    return (await services.quickmatch_place(user_id=user.pk, name=user.username)).code
+
+
+async def results_rows(code: str) -> list[GameResult]:
+    """The stored results of the games of a room, by rank."""
+
+    def fetch() -> list[GameResult]:
+        return list(GameResult.objects.filter(room=code).order_by("rank"))
+
+    return await sync_to_async(fetch)()
+
+
+async def results_unstore(code: str, *, rows_too: bool = True) -> None:
+    """As if the process that finished the game died before storing (or marking) its results."""
+
+    def unmark(room: Room) -> None:
+        room.results_stored = False
+
+    await store.room_update(code, unmark)
+    if rows_too:
+        await sync_to_async(lambda: GameResult.objects.filter(room=code).delete())()
 
 
 async def room_dict(code: str) -> dict[str, Any]:
@@ -227,6 +268,11 @@ def in_threads(count: int, call: Callable[[int], Any]) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+def on_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on an event loop of its own, as another worker process would."""
+    return asyncio.run(make())
 
 
 async def together(*calls: Awaitable[Any]) -> list[Any]:
@@ -445,6 +491,31 @@ async def sockets_open(code: str, *people: Any, web: int = 1) -> list[PlayerSock
             assert joined["type"] == "player_joined" and joined["player"]["id"] == person.pk, joined
         out.append(sock)
     return out
+
+
+async def sockets_close(socks: list[PlayerSocket]) -> None:
+    """Close every one of these connections."""
+    for s in socks:
+        await s.close()
+
+
+async def lobby_sockets(make_user: Any, players: int, **room_settings: Any) -> tuple[str, list[PlayerSocket]]:
+    """A room hosted by the first of `players` users (NAMES), all connected (web process 1)."""
+    people = await users(make_user, *NAMES[:players])
+    code = await room_new(people[0], **room_settings)
+    return code, await sockets_open(code, *people)
+
+
+async def start_over_socket(socks: list[PlayerSocket]) -> dict[str, Any]:
+    """The host (first socket) starts; every socket gets `game_started`, then round 1's question."""
+    await socks[0].send({"type": "start"})
+    question: dict[str, Any] = {}
+    for s in socks:
+        started = await s.until("game_started")
+        assert started["rounds"] >= 1
+        question = await s.recv()
+        assert question["type"] == "question" and question["round"] == 1, question
+    return question
 
 
 def keys_anywhere(data: Any) -> set[str]:

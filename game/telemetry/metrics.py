@@ -39,6 +39,17 @@ CONNECT_OUTCOMES = (
     "refused_full",
     "refused_too_many",
 )
+ERROR_CODES = (
+    "bad_json",
+    "unknown_type",
+    "invalid_field",
+    "not_host",
+    "not_in_lobby",
+    "rate_limited",
+    "message_too_large",
+    "internal_error",
+)
+CHANNEL_FAILURE_KINDS = ("max_connections", "timeout", "connection", "injected", "other")
 KNOWN_CLOSE_CODES = {1000, 1001, 1005, 1006, 1011, 1012, 1013, 4401, 4403, 4404, 4409, 4429}
 
 
@@ -138,3 +149,34 @@ BUILD_INFO = Gauge(
     ["version", "commit"],
     multiprocess_mode="max",
 )
+
+
+def _labels_init() -> None:
+    """Create every known label combination at zero, so that series exist before their first
+    event: rate() and increase() cannot count a series' first value, and a ratio over a
+    missing numerator (the availability SLI before any server error) has no data at all."""
+    for outcome in CONNECT_OUTCOMES:
+        WS_CONNECTS.labels(outcome=outcome)
+    for frame_type in FRAME_TYPES:
+        WS_FRAMES_RECEIVED.labels(type=frame_type)
+        WS_MESSAGE_DURATION.labels(type=frame_type)
+    for sent in SENT_TYPES:
+        WS_FRAMES_SENT.labels(type=sent)
+    for code in ERROR_CODES:
+        WS_FRAME_ERRORS.labels(code=code)
+    for action in ("answer", "start"):
+        for outcome in ("ok", "refused", "server_error"):
+            GAME_ACTIONS.labels(action=action, outcome=outcome)
+    for kind in CHANNEL_FAILURE_KINDS:
+        CHANNEL_LAYER_FAILURES.labels(kind=kind)
+    for mode in ("private", "quick"):
+        GAMES_STARTED.labels(mode=mode)
+    for outcome in ("completed", "abandoned"):
+        GAMES_FINISHED.labels(outcome=outcome)
+    for trigger in ("all_answered", "deadline"):
+        ROUNDS_CLOSED.labels(trigger=trigger)
+    for outcome in ("correct", "wrong", "missing"):
+        ANSWERS.labels(outcome=outcome)
+
+
+_labels_init()

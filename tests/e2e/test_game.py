@@ -184,6 +184,7 @@ async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_wor
     await alice.close()
     # Leave a worker under the usual name for later tests.
     live.procs["worker1"] = live.procs.pop("worker2")
+    live.worker_metrics["worker1"] = live.worker_metrics.pop("worker2")
 
 
 async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(live):

@@ -1,0 +1,49 @@
+"""Broadcasts reach each connection in `seq` order even when two publishers race."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from game import events
+from tests.conftest import recv, ws_join
+from tests.play import room_new, users
+
+
+async def publish_raw(code: str, seq: int) -> None:
+    frame: dict[str, Any] = {"type": "player_left", "player": {"id": 0, "name": f"ghost{seq}"}, "seq": seq}
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(events.room_group(code), {"type": "room.event", "frame": frame})
+
+
+async def test_a_broadcast_that_overtakes_an_earlier_one_is_held_until_it_arrives(make_user):
+    (alice,) = await users(make_user, "alice")
+    code = await room_new(alice)
+    comm, state = await ws_join(code, alice)
+    seq = state["seq"]
+    try:
+        await publish_raw(code, seq + 2)
+        await publish_raw(code, seq + 1)
+        assert [(await recv(comm))["seq"] for _ in range(2)] == [seq + 1, seq + 2]
+    finally:
+        await comm.disconnect()
+
+
+async def test_a_real_gap_is_forwarded_after_the_wait_so_the_client_can_resync(make_user, settings):
+    settings.NUXTEST_WS_REORDER_MS = 30
+    (alice,) = await users(make_user, "alice")
+    code = await room_new(alice)
+    comm, state = await ws_join(code, alice)
+    seq = state["seq"]
+    try:
+        await publish_raw(code, seq + 3)
+        await publish_raw(code, seq + 2)
+        # seq + 1 never comes: the held frames go out in order once the wait is over.
+        assert [(await recv(comm))["seq"] for _ in range(2)] == [seq + 2, seq + 3]
+        await publish_raw(code, seq + 1)  # too late: already passed, dropped
+        await publish_raw(code, seq + 4)
+        assert (await recv(comm))["seq"] == seq + 4
+    finally:
+        await comm.disconnect()

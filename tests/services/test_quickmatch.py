@@ -1,0 +1,191 @@
+"""Quick match: placement in the oldest open room with space, the 5 s start, a full room starts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from game import scheduler, services, store
+from tests.play import PLAYING, connect, quick_place, room_dict, timers_of, users
+
+pytestmark = PLAYING
+
+QUICK_SETTINGS = {
+    "rounds": 5,
+    "answer_seconds": 10.0,
+    "reveal_seconds": 3.0,
+    "max_players": 4,
+    "category": None,
+}
+
+
+async def quick_room_open(host: Any) -> str:
+    """An empty quick-match room listed for matchmaking, as quickmatch_place opens them."""
+    room = await services.room_create(host_id=host.pk, settings_raw={"max_players": 4}, quick=True)
+    await store.quick_open(room.code, room.created_at)
+    return room.code
+
+
+async def test_the_first_player_opens_a_quick_room_with_default_settings_for_four(make_user):
+    (alice,) = await users(make_user, "alice")
+    code = await quick_place(alice)
+    room = await services.room_get(code=code)
+    assert room.quick and room.status == "lobby" and room.host == alice.pk
+    assert services.room_summary(room)["settings"] == QUICK_SETTINGS
+    assert [p.id for p in room.players] == [alice.pk] and not room.players[0].connected
+    assert await store.quick_candidates() == [code]
+
+
+async def test_a_player_placed_again_gets_the_same_seat(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await quick_place(alice)
+    assert await quick_place(alice) == code
+    assert await quick_place(bob) == code
+    assert await quick_place(alice) == code
+    assert [p.id for p in (await services.room_get(code=code)).players] == [alice.pk, bob.pk]
+
+
+async def test_the_second_player_arms_the_start_timer_once_five_seconds_ahead(make_user, timers):
+    alice, bob, carol = await users(make_user, "alice", "bob", "carol")
+    code = await quick_place(alice)
+    assert timers_of(timers, scheduler.QUICKMATCH_AUTOSTART) == []
+    before = services.now_ms()
+    await quick_place(bob)
+    after = services.now_ms()
+    room = await services.room_get(code=code)
+    assert room.next_at is not None and before + 5000 <= room.next_at <= after + 5000
+    assert timers_of(timers, scheduler.QUICKMATCH_AUTOSTART) == [
+        (scheduler.QUICKMATCH_AUTOSTART, [code], room.next_at)
+    ]
+    await quick_place(carol)
+    assert len(timers_of(timers, scheduler.QUICKMATCH_AUTOSTART)) == 1
+    assert (await services.room_get(code=code)).next_at == room.next_at
+
+
+async def test_a_seat_taken_through_a_shared_link_arms_the_start_timer_too(make_user, timers):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await quick_place(alice)
+    await connect(code, bob)
+    room = await services.room_get(code=code)
+    assert [p.id for p in room.players] == [alice.pk, bob.pk]
+    assert timers_of(timers, scheduler.QUICKMATCH_AUTOSTART) == [
+        (scheduler.QUICKMATCH_AUTOSTART, [code], room.next_at)
+    ]
+
+
+async def test_the_fourth_player_fills_the_room_which_starts_at_once_and_the_fifth_gets_a_new_one(
+    make_user, listen
+):
+    people = await users(make_user, "p1", "p2", "p3", "p4", "p5")
+    code = await quick_place(people[0])
+    listener = await listen(code)
+    for person in people[1:4]:
+        assert await quick_place(person) == code
+    room = await services.room_get(code=code)
+    assert room.status == "playing" and [p.id for p in room.players] == [p.pk for p in people[:4]]
+    assert [f["type"] for f in await listener.until("question")] == ["game_started", "question"]
+    assert code not in await store.quick_candidates()
+    fifth = await quick_place(people[4])
+    assert fifth != code
+    assert [p.id for p in (await services.room_get(code=fifth)).players] == [people[4].pk]
+
+
+async def test_players_go_to_the_oldest_open_room_with_space(make_user):
+    hosts = await users(make_user, "h1", "h2")
+    people = await users(make_user, "p1", "p2", "p3", "p4", "p5")
+    older = await quick_room_open(hosts[0])
+    await asyncio.sleep(0.005)  # a later creation time (ms)
+    newer = await quick_room_open(hosts[1])
+    assert await store.quick_candidates() == [older, newer]
+    assert [await quick_place(p) for p in people[:4]] == [older] * 4
+    assert (await services.room_get(code=older)).status == "playing"
+    assert await quick_place(people[4]) == newer
+    assert await store.quick_candidates() == [newer]
+
+
+async def test_listed_rooms_that_are_gone_or_started_are_skipped_and_unlisted(make_user):
+    hosts = await users(make_user, "h1", "h2", "h3")
+    (alice,) = await users(make_user, "alice")
+    gone = await quick_room_open(hosts[0])
+    started = await quick_room_open(hosts[1])
+    space = await quick_room_open(hosts[2])
+    await connect(started, hosts[1])
+    await services.game_start(code=started, by=None)
+    await store.quick_open(started, (await services.room_get(code=started)).created_at)  # a stale listing
+    await store.client().delete(store.key("room", gone))  # expired
+    before = await room_dict(started)
+    assert await quick_place(alice) == space
+    assert await store.quick_candidates() == [space]
+    assert gone not in await store.rooms_active()
+    assert await room_dict(started) == before
+
+
+async def test_private_rooms_are_never_used_for_quick_match(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    private = (await services.room_create(host_id=alice.pk, settings_raw={"max_players": 4})).code
+    await connect(private, alice)
+    assert await quick_place(bob) != private
+    assert [p.id for p in (await services.room_get(code=private)).players] == [alice.pk]
+
+
+async def test_players_placed_at_once_never_overfill_a_room_and_each_gets_one_seat(make_user):
+    people = await users(make_user, *(f"p{i}" for i in range(1, 10)))
+    code = await quick_place(people[0])
+    codes = await asyncio.gather(*(quick_place(p) for p in people[1:]))
+    rooms = {c: await services.room_get(code=c) for c in {code, *codes}}
+    assert all(len(r.players) <= 4 for r in rooms.values())
+    members = sorted(p.id for r in rooms.values() for p in r.players)
+    assert members == sorted(p.pk for p in people)
+    for room in rooms.values():
+        assert room.status == ("playing" if len(room.players) == 4 else "lobby")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: simultaneous quick matches each open a room of their own: quickmatch_place "
+    "(game/services.py) reads the open-room list, finds none, and creates a room that is listed "
+    "only after its first member is added, with no lock, so eight players who ask at once wait "
+    "alone in eight rooms instead of filling two (GAME.md: the oldest open room with space)",
+)
+async def test_eight_players_asking_at_once_fill_two_rooms_of_four(make_user):
+    people = await users(make_user, *(f"p{i}" for i in range(8)))
+    codes = await asyncio.gather(*(quick_place(p) for p in people))
+    assert len(set(codes)) == 2
+    for code in set(codes):
+        assert (await services.room_get(code=code)).status == "playing"
+
+
+# --- The start timer ------------------------------------------------------------------------------
+
+
+async def test_a_quick_room_starts_by_itself_once_its_start_time_comes(make_user, settings, listen):
+    settings.NUXTEST_QUICK_START_SECONDS = 0.2
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await quick_place(alice)
+    await quick_place(bob)
+    listener = await listen(code)
+    # Fired a little early, the timer waits for the start time; racing copies start it once.
+    outcomes = await asyncio.gather(*(services.quickmatch_autostart(code=code) for _ in range(4)))
+    assert outcomes.count(True) == 1
+    room = await services.room_get(code=code)
+    assert room.status == "playing" and room.started_at is not None and room.started_at >= room.created_at
+    assert [f["type"] for f in await listener.until("question")] == ["game_started", "question"]
+    assert code not in await store.quick_candidates()
+    assert await services.quickmatch_autostart(code=code) is False
+
+
+async def test_a_start_timer_far_from_due_or_for_a_room_without_one_does_nothing(make_user):
+    alice, bob, carol = await users(make_user, "alice", "bob", "carol")
+    alone = await quick_place(alice)
+    before = await room_dict(alone)
+    assert await services.quickmatch_autostart(code=alone) is False
+    assert await room_dict(alone) == before
+    await quick_place(bob)  # armed 5 s ahead: more than a timer may wait
+    assert await services.quickmatch_autostart(code=alone) is False
+    assert (await services.room_get(code=alone)).status == "lobby"
+    private = (await services.room_create(host_id=carol.pk, settings_raw={})).code
+    await connect(private, carol)
+    assert await services.quickmatch_autostart(code=private) is False
+    assert await services.quickmatch_autostart(code="ZZZZZZ") is False
