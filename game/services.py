@@ -246,6 +246,11 @@ async def round_advance_due(*, code: str, round_number: int) -> bool:
 
 async def quickmatch_place(*, user_id: int, name: str) -> Room:
     """Place the player in the oldest open quick-match room with space, or open a new one."""
+    async with store.quick_lock():
+        return await _quickmatch_place(user_id=user_id, name=name)
+
+
+async def _quickmatch_place(*, user_id: int, name: str) -> Room:
     candidates = await store.quick_candidates()
     for code in candidates:
         try:
@@ -362,7 +367,11 @@ async def room_abandon(*, code: str) -> bool:
     """Abandon a room nobody has been connected to for too long; True if this call did."""
     now = now_ms()
 
-    def change(room: Room) -> bool:
+    def change(room: Room) -> bool | None:
+        # Decided again inside the transaction: a player may have come back since the
+        # sweeper looked.
+        if _due_step(room, now) != rules.SWEEP_ABANDON:
+            return None
         was_playing = room.status == PLAYING
         rules.abandon(room, now=now)
         return was_playing
@@ -370,6 +379,8 @@ async def room_abandon(*, code: str) -> bool:
     try:
         room, was_playing = await store.room_update(code, change)
     except store.RoomNotFound:
+        return False
+    if was_playing is None:
         return False
     observe.abandon_observe(room, was_playing=was_playing)
     if room.quick:
@@ -439,6 +450,16 @@ async def _prune_dead_connections(rooms: list[Room]) -> None:
             await room_disconnect(code=room.code, user_id=player_id, conn=conn)
 
 
+def _due_step(room: Room, now: int) -> str | None:
+    return rules.due(
+        room,
+        now=now,
+        grace_ms=round(settings.NUXTEST_SWEEP_GRACE_SECONDS * 1000),
+        abandon_ms=round(settings.NUXTEST_ABANDON_SECONDS * 1000),
+        lobby_idle_ms=round(settings.NUXTEST_LOBBY_IDLE_SECONDS * 1000),
+    )
+
+
 async def rooms_sweep() -> dict[str, int]:
     """Do every overdue step whose timer was lost (dead worker, dead web process)."""
     done: dict[str, int] = {}
@@ -456,13 +477,7 @@ async def rooms_sweep() -> dict[str, int]:
             room = await store.room_get(room.code)
         except store.RoomNotFound:
             continue
-        step = rules.due(
-            room,
-            now=now,
-            grace_ms=round(settings.NUXTEST_SWEEP_GRACE_SECONDS * 1000),
-            abandon_ms=round(settings.NUXTEST_ABANDON_SECONDS * 1000),
-            lobby_idle_ms=round(settings.NUXTEST_LOBBY_IDLE_SECONDS * 1000),
-        )
+        step = _due_step(room, now)
         if step is None:
             continue
         ok = False

@@ -5,6 +5,7 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
     room:<CODE>          JSON of `engine.model.Room` (with its format version)
     rooms:active         set of codes the sweeper looks after
     quick:open           sorted set of open quick-match rooms, scored by creation time
+    quick:lock           lock serialising quick-match placements
     instance:<ID>        heartbeat of a live web process (expires when it dies)
     userconns:<USER>     sorted set of a user's open WebSocket connections
     workers              sorted set of live Celery workers, scored by heartbeat expiry
@@ -21,7 +22,7 @@ import asyncio
 import json
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import redis
@@ -156,6 +157,12 @@ async def quick_open(code: str, created_at: int) -> None:
 async def quick_close(code: str) -> None:
     """Take a quick-match room off the matchmaking list (full or started)."""
     await client().zrem(key("quick", "open"), code)
+
+
+def quick_lock() -> Any:
+    """The lock that makes quick-match placements one at a time (across every process), so
+    that players asking at once fill the same room instead of opening one each."""
+    return client().lock(key("quick", "lock"), timeout=5, blocking_timeout=10)
 
 
 async def quick_candidates(limit: int = 20) -> list[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from game import scheduler, services, store
 from tests.play import PLAYING, connect, quick_place, room_dict, timers_of, users
 
@@ -142,13 +140,6 @@ async def test_players_placed_at_once_never_overfill_a_room_and_each_gets_one_se
         assert room.status == ("playing" if len(room.players) == 4 else "lobby")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: simultaneous quick matches each open a room of their own: quickmatch_place "
-    "(game/services.py) reads the open-room list, finds none, and creates a room that is listed "
-    "only after its first member is added, with no lock, so eight players who ask at once wait "
-    "alone in eight rooms instead of filling two (GAME.md: the oldest open room with space)",
-)
 async def test_eight_players_asking_at_once_fill_two_rooms_of_four(make_user):
     people = await users(make_user, *(f"p{i}" for i in range(8)))
     codes = await asyncio.gather(*(quick_place(p) for p in people))

@@ -6,8 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from game import services
 from tests.play import (
     PLAYING,
@@ -169,13 +167,6 @@ async def test_a_lobby_nobody_is_connected_to_is_abandoned_after_the_lobby_idle_
     assert (await services.room_get(code=busy)).status == "lobby"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: room_abandon (game/services.py) abandons whatever room it is given, inside a "
-    "transaction that does not check that nobody is connected: rooms_sweep decides from a read "
-    "made before, so a player who reconnects between the sweeper's read and its write has the "
-    "game abandoned under them (and room_abandon answers True for rooms that were not abandoned)",
-)
 async def test_abandoning_a_room_someone_is_connected_to_does_nothing(make_user):
     alice, bob = await users(make_user, "alice", "bob")
     code = await game_playing([alice, bob], answer_seconds=60)
