@@ -172,6 +172,9 @@ class Stack:
                 f"{name}-{uuid.uuid4().hex[:6]}@%h",
             ],
             cpu=cpu,
+            # INFO: readiness is read from the worker's "ready." line; no metrics port, which
+            # another worker on this machine may hold.
+            env={"LOG_LEVEL": "INFO", "NUXTEST_WORKER_METRICS_PORT": "0"},
         )
         log = self.logs / f"{name}.log"
         deadline = time.monotonic() + 60

@@ -71,17 +71,25 @@ def setup(service: str, *, version: str, environment: str) -> bool:
 def _instrument_libraries() -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    # Django: must run before the ASGI handler loads MIDDLEWARE (nuxtest/asgi.py does).
-    DjangoInstrumentor().instrument(is_sql_commentor_enabled=False)
-    CeleryInstrumentor().instrument()
-    RedisInstrumentor().instrument()
-    try:
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    except ImportError:  # pragma: no cover - psycopg instrumentation is a dependency
-        return
-    PsycopgInstrumentor().instrument(enable_commenter=False)
+    # The standard variable of OpenTelemetry's auto-instrumentation, honoured here too:
+    # e.g. "redis" drops the span per Redis command, the costliest on the hot path.
+    disabled = {
+        name.strip()
+        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+        if name.strip()
+    }
+    if "django" not in disabled:
+        # Must run before the ASGI handler loads MIDDLEWARE (nuxtest/asgi.py does).
+        DjangoInstrumentor().instrument(is_sql_commentor_enabled=False)
+    if "celery" not in disabled:
+        CeleryInstrumentor().instrument()
+    if "redis" not in disabled:
+        RedisInstrumentor().instrument()
+    if "psycopg" not in disabled:
+        PsycopgInstrumentor().instrument(enable_commenter=False)
 
 
 def span(
