@@ -70,7 +70,7 @@ async def heartbeat_ensure() -> None:
     if task is None or task.done():
         await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
         _heartbeats[loop] = loop.create_task(_heartbeat_forever())
-        shutdown.install(on_stop=lambda: store.instance_gone(INSTANCE_ID))
+        shutdown.install()
 
 
 class FrameError(Exception):
@@ -223,8 +223,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if not shutdown.draining:
                 await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
             # Draining for a restart: the player is still in the game and reconnects to another
-            # instance at once; the sweeper prunes this connection when the process is gone, so
-            # no round closes early because everyone "left" together.
+            # instance at once; the sweeper prunes this connection once the process's heartbeat
+            # has expired, so no round closes early because everyone "left" together.
         if getattr(self, "subscribed", False):
             self.subscribed = False
             await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)

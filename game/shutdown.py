@@ -15,7 +15,6 @@ import signal
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -47,11 +46,12 @@ def forget(consumer: Drainable) -> None:
         _all_gone.set()
 
 
-def install(on_stop: Callable[[], Awaitable[None]]) -> None:
+def install() -> None:
     """Take over SIGTERM in a Daphne process (once per loop); elsewhere do nothing.
 
-    `on_stop` runs once the connections are drained (the consumer forgets this process's
-    heartbeat there, so the sweeper prunes whatever it still listed at once).
+    The process's heartbeat is left to expire (30 s) rather than removed: until then the
+    drained connections still count as connected, so a round does not close under a
+    player who is a moment slower than the others to reconnect elsewhere.
     """
     reactor = sys.modules.get("twisted.internet.reactor")
     if reactor is None or not getattr(reactor, "running", False) or not settings.NUXTEST_GRACEFUL_SHUTDOWN:
@@ -60,10 +60,10 @@ def install(on_stop: Callable[[], Awaitable[None]]) -> None:
     if id(loop) in _installed:
         return
     _installed.add(id(loop))
-    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(_drain_then_stop(reactor, on_stop)))
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(_drain_then_stop(reactor)))
 
 
-async def _drain_then_stop(reactor: Any, on_stop: Callable[[], Awaitable[None]]) -> None:
+async def _drain_then_stop(reactor: Any) -> None:
     global draining, _all_gone
     if draining:
         return
@@ -86,7 +86,4 @@ async def _drain_then_stop(reactor: Any, on_stop: Callable[[], Awaitable[None]])
         len(_live),
         extra={"event": "web_drained"},
     )
-    try:
-        await on_stop()
-    finally:
-        reactor.stop()
+    reactor.stop()

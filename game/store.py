@@ -175,11 +175,6 @@ async def instance_heartbeat(instance_id: str, ttl_seconds: int) -> None:
     await client().set(key("instance", instance_id), b"1", ex=ttl_seconds)
 
 
-async def instance_gone(instance_id: str) -> None:
-    """Forget a web process's heartbeat (it is shutting down)."""
-    await client().delete(key("instance", instance_id))
-
-
 async def instances_alive(instance_ids: Iterable[str]) -> set[str]:
     """The subset of these web-process ids whose heartbeat is current."""
     ids = sorted(set(instance_ids))
