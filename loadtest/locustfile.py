@@ -73,6 +73,11 @@ CROWD_READY = Event()
 ACTIVE_ROOMS: set[str] = set()
 
 
+# Close code of a server that is restarting (docs/protocol.md): reconnect, do not give up.
+SERVICE_RESTART = 1012
+MAX_RESTART_RECONNECTS = 3
+
+
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
     parser.add_argument(
@@ -332,7 +337,24 @@ class Player(_Authenticated):
         started = time.perf_counter()
         ACTIVE_ROOMS.add(code)
         try:
-            self._play(sock, code, party_host)
+            restarts = 0
+            while True:
+                try:
+                    self._play(sock, code, party_host)
+                    break
+                except Closed as exc:
+                    # A server restarting (close 1012) hands its players over: reconnect — the
+                    # load balancer picks another instance — and resume from the `state`.
+                    if exc.code != SERVICE_RESTART or restarts >= MAX_RESTART_RECONNECTS:
+                        raise
+                    restarts += 1
+                    reconnect_started = time.perf_counter()
+                    sock.abort()
+                    gevent.sleep(random.uniform(0, 0.5))
+                    sock.token = self.token_fresh()
+                    report(self.environment)(
+                        "reconnect_after_restart", (time.perf_counter() - reconnect_started) * 1000, None, 0
+                    )
         except Closed as exc:
             report(self.environment)(f"close:{exc.code}", 0, exc, 0)
         except TimeoutError as exc:
