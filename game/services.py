@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from game import events, scheduler, store
@@ -327,6 +328,12 @@ async def quickmatch_autostart(*, code: str) -> bool:
 
 def _results_write(game_id: str, code: str, rows: list[dict[str, Any]], finished_at: int) -> int:
     created_at = datetime.fromtimestamp(finished_at / 1000, tz=UTC)
+    # A player whose account was deleted since the game has no row to get (and would make
+    # the whole write fail on the foreign key, forever).
+    accounts = set(
+        get_user_model().objects.filter(id__in=[r["user_id"] for r in rows]).values_list("id", flat=True)
+    )
+    rows = [r for r in rows if r["user_id"] in accounts]
     with transaction.atomic():
         before = GameResult.objects.filter(game_id=game_id).count()
         # The unique (game_id, user) constraint makes a retried or raced write a no-op.
@@ -480,20 +487,32 @@ async def rooms_sweep() -> dict[str, int]:
         step = _due_step(room, now)
         if step is None:
             continue
-        ok = False
-        if step == rules.SWEEP_ABANDON:
-            ok = await room_abandon(code=room.code)
-        elif step == rules.SWEEP_CLOSE and room.round is not None:
-            ok = await round_close_due(code=room.code, round_number=room.round.number)
-        elif step == rules.SWEEP_ADVANCE and room.round is not None:
-            ok = await round_advance_due(code=room.code, round_number=room.round.number)
-        elif step == rules.SWEEP_AUTOSTART:
-            ok = await quickmatch_autostart(code=room.code)
-        elif step == rules.SWEEP_STORE_RESULTS:
-            ok = await results_store(code=room.code)
+        try:
+            ok = await _sweep_step(room, step)
+        except Exception:
+            # One room's failure must not stop the sweep of every other room.
+            logger.exception(
+                "sweep step %s failed", step, extra={"event": "sweep_step_failed", "room": room.code}
+            )
+            done["failed"] = done.get("failed", 0) + 1
+            continue
         if ok:
             done[step] = done.get(step, 0) + 1
     return done
+
+
+async def _sweep_step(room: Room, step: str) -> bool:
+    if step == rules.SWEEP_ABANDON:
+        return await room_abandon(code=room.code)
+    if step == rules.SWEEP_CLOSE and room.round is not None:
+        return await round_close_due(code=room.code, round_number=room.round.number)
+    if step == rules.SWEEP_ADVANCE and room.round is not None:
+        return await round_advance_due(code=room.code, round_number=room.round.number)
+    if step == rules.SWEEP_AUTOSTART:
+        return await quickmatch_autostart(code=room.code)
+    if step == rules.SWEEP_STORE_RESULTS:
+        return await results_store(code=room.code)
+    return False
 
 
 # --- Health -------------------------------------------------------------------------------------

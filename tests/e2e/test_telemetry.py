@@ -295,7 +295,7 @@ async def test_one_trace_holds_the_frame_the_timer_task_the_round_close_and_the_
             and s["attributes"].get("nuxtest.round") == 2
         )
 
-    spans = spans_of(otlp, worker_close)
+    spans = spans_of(otlp, worker_close, timeout=30)
     close = next(s for s in spans if worker_close(s))
     assert close["service"] == "nuxtest-worker"
     trace = [s for s in spans if s["trace_id"] == close["trace_id"]]

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from game import services, store
@@ -101,6 +102,19 @@ async def test_results_that_were_not_stored_are_stored_by_the_sweep(make_user):
     await results_unstore(code)
     assert await services.rooms_sweep() == {"store_results": 1}
     assert len(await results_rows(code)) == 2
+    assert await services.rooms_sweep() == {}
+
+
+async def test_a_player_deleted_since_the_game_gets_no_row_and_the_others_theirs(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=1, answer_seconds=60)
+    await answer(code, alice, 1, 0)
+    await answer(code, bob, 1, 1)
+    await results_unstore(code)
+    await sync_to_async(bob.delete)()
+    # Before, the foreign key failed the write, and with it every later sweep of every room.
+    assert await services.rooms_sweep() == {"store_results": 1}
+    assert [r.user_id for r in await results_rows(code)] == [alice.pk]
     assert await services.rooms_sweep() == {}
 
 
