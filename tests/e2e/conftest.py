@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+from loadtest.stack import wait_http
 from tests.e2e.receivers import OtlpReceiver, SentryReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +87,7 @@ class Stack:
             [str(BIN / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "nuxtest.asgi:application"],
         )
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/healthz", self.procs[name])
+        wait_http(url + "/healthz", self.procs[name], LOGS, timeout=30)
         self.web_urls.append(url)
         return url
 
@@ -124,20 +124,6 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}; see {LOGS}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s; see {LOGS}")
 
 
 def wait_worker(name: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

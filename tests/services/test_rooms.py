@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ from asgiref.sync import sync_to_async
 
 from game import services, store
 from game.engine import rules
+from game.engine.model import room_to_dict
 from game.models import Category, Question
 from tests.play import PLAYING, conn_id, connect, disconnect, room_dict, room_new, users
 
@@ -253,3 +255,12 @@ async def test_nine_players_joining_a_room_of_eight_at_once_make_eight_members_e
     heard = await listener.until_seq(8)
     assert sorted(f["player"]["id"] for f in heard) == members
     assert await listener.drain(0.1) == []
+
+
+async def test_the_stored_room_is_the_engine_format_with_its_version(make_user):
+    # The store encodes with orjson for speed; what it writes must stay room_to_dict's JSON.
+    (alice,) = await users(make_user, "alice")
+    code = await room_new(alice)
+    raw = await store.client().get(store.key("room", code))
+    room = await services.room_get(code=code)
+    assert json.loads(raw) == json.loads(json.dumps(room_to_dict(room)))
