@@ -340,13 +340,16 @@ if NUXTEST_LOG_FORMAT not in {"json", "text"}:
 LOGGING_CONFIG = "logging.config.dictConfig"
 LOGGING = logging_config(level=env_str("LOG_LEVEL", "INFO"), fmt=NUXTEST_LOG_FORMAT)
 # Who may read /metrics (Prometheus on the private network), as CIDRs.
-NUXTEST_METRICS_ALLOWED_NETWORKS = [
-    ipaddress.ip_network(n, strict=False)
-    for n in env_list(
-        "NUXTEST_METRICS_ALLOWED_NETWORKS",
-        ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
-    )
-]
+try:
+    NUXTEST_METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n, strict=False)
+        for n in env_list(
+            "NUXTEST_METRICS_ALLOWED_NETWORKS",
+            ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        )
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"NUXTEST_METRICS_ALLOWED_NETWORKS: {exc} (use CIDRs)") from exc
 # The Celery worker serves its task metrics here (0: not at all).
 NUXTEST_WORKER_METRICS_PORT = env_int("NUXTEST_WORKER_METRICS_PORT", 9808)
 NUXTEST_WORKER_METRICS_ADDR = env_str("NUXTEST_WORKER_METRICS_ADDR", "127.0.0.1")
