@@ -155,4 +155,7 @@ async def close_all() -> AsyncIterator[list[WebsocketCommunicator]]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the end-to-end tests last: their session-wide stack (web, worker, beat) keeps
     using the test database, and a database flush of a later test would race it."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+    # The live Prometheus drills kill workers and inject faults into the shared stack: last.
+    items.sort(
+        key=lambda item: (item.get_closest_marker("e2e") is not None, "test_prometheus_live" in item.nodeid)
+    )
