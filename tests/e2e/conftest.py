@@ -176,9 +176,6 @@ def stack(
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
         "OTEL_TRACES_SAMPLER": "always_on",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
-        # The sweeper's Redis spans (every room, twice a second, over a session's leftover
-        # rooms) can fill the default 2048-span queue, and a full queue drops spans.
-        "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
         "SENTRY_DSN": sentry_server.dsn(),
         "NUXTEST_FAULTS_CACHE_SECONDS": "0.2",
     }
