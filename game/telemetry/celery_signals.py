@@ -22,8 +22,8 @@ from celery import Task, signals
 from django.conf import settings
 
 from game import store
-from game.telemetry import context, metrics, sentry
-from game.telemetry.setup import telemetry_setup
+from game.telemetry import context, metrics, sentry, tracing
+from game.telemetry.setup import telemetry_setup, traces_setup
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ _CONTEXT_ARGS = {"code": "room", "round_number": "round"}
 
 _started: dict[str, tuple[float, Any]] = {}
 _hostname = ""
+# Pools whose processes are forked from the main one and announce themselves by
+# worker_process_init: each of those processes starts its own span exporter.
+_FORKING_POOLS = {"celery.concurrency.prefork"}
+_traces_per_process = False
 _stop = threading.Event()
 
 
@@ -50,11 +54,34 @@ def _beat_init(**_: Any) -> None:
 
 @signals.worker_init.connect
 def _worker_init(sender: Any = None, **_: Any) -> None:
-    global _hostname
-    telemetry_setup("worker")
+    global _hostname, _traces_per_process
+    _traces_per_process = _pool_forks(sender)
+    telemetry_setup("worker", traces=not _traces_per_process)
     _hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}"
     _metrics_server_start()
     threading.Thread(target=_heartbeat_forever, name="nuxtest-worker-heartbeat", daemon=True).start()
+
+
+def _pool_forks(worker: Any) -> bool:
+    from celery.concurrency import get_implementation
+
+    pool = getattr(worker, "pool_cls", None)
+    try:
+        cls = get_implementation(pool) if isinstance(pool, str) else pool
+    except Exception:  # an alias Celery will refuse itself a moment later
+        return False
+    return getattr(cls, "__module__", "") in _FORKING_POOLS
+
+
+@signals.worker_process_init.connect
+def _worker_process_init(**_: Any) -> None:
+    # Tracing starts in each pool process, not before the fork: a BatchSpanProcessor's
+    # export thread inherited through fork can leave the child's exporter stuck on a
+    # lock held at the moment of the fork, and every span of that child is lost (seen
+    # in the e2e trace test: only the main process's Redis spans arrived). This is the
+    # set-up that OpenTelemetry's Celery instrumentation documents for prefork.
+    if _traces_per_process:
+        traces_setup("worker")
 
 
 @signals.worker_shutdown.connect
@@ -71,6 +98,8 @@ def _worker_shutdown(**_: Any) -> None:
 
 @signals.worker_process_shutdown.connect
 def _worker_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    # A pool process leaves by os._exit: atexit handlers (the span exporter's) never run.
+    tracing.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

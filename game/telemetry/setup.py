@@ -44,8 +44,12 @@ def commit() -> str:
         return "unknown"
 
 
-def telemetry_setup(service: str) -> None:
-    """Name this process in every signal and start what the environment asks for (once)."""
+def telemetry_setup(service: str, *, traces: bool = True) -> None:
+    """Name this process in every signal and start what the environment asks for (once).
+
+    `traces=False` leaves tracing to `traces_setup`, called later in the process that will
+    make the spans (a prefork pool's children).
+    """
     from django.conf import settings
 
     service = os.environ.get("NUXTEST_SERVICE", service)
@@ -55,13 +59,21 @@ def telemetry_setup(service: str) -> None:
         return
     _done.add(service)
     metrics.BUILD_INFO.labels(version=version(), commit=commit()).set(1)
-    on_traces = tracing.setup(service, version=version(), environment=settings.NUXTEST_ENV)
+    on_traces = traces_setup(service) if traces else False
     on_sentry = sentry.setup(
         service, release=f"nuxtest@{version()}+{commit()}", environment=settings.NUXTEST_ENV
     )
     logger.info(
         "telemetry ready: traces %s, sentry %s",
-        "on" if on_traces else "off",
+        "on" if on_traces else ("per pool process" if not traces else "off"),
         "on" if on_sentry else "off",
         extra={"event": "telemetry_ready"},
     )
+
+
+def traces_setup(service: str) -> bool:
+    """Start this process's span exporter (once); True if tracing is on."""
+    from django.conf import settings
+
+    service = os.environ.get("NUXTEST_SERVICE", service)
+    return tracing.setup(service, version=version(), environment=settings.NUXTEST_ENV)

@@ -68,6 +68,16 @@ def setup(service: str, *, version: str, environment: str) -> bool:
     return True
 
 
+def flush(timeout_seconds: float = 5.0) -> None:
+    """Export the spans still queued (a process about to exit without running atexit)."""
+    if not _enabled:
+        return
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None:
+        force_flush(int(timeout_seconds * 1000))
+
+
 def _instrument_libraries() -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
