@@ -12,8 +12,9 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
     userrate:<USER>      token bucket of a user's WebSocket messages, over all their connections
     faults               hash of the operators' fault flags (game.faults)
 
-Every change to a room is a WATCH/MULTI transaction over its key, so a transition is
-applied exactly once whichever process or worker attempts it.
+Every change to a room is a compare-and-set of its key (a Lua script: write only if the
+stored room is still the one the change was computed from, else retry on the current one),
+so a transition is applied exactly once whichever process or worker attempts it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
-from redis.exceptions import WatchError
 
 from game.engine.model import ABANDONED, FINISHED, FORMAT_VERSION, Room, room_from_dict
 
@@ -53,6 +53,19 @@ def client() -> aioredis.Redis:
         conn = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
         _clients[loop] = conn
     return conn
+
+
+_scripts: weakref.WeakKeyDictionary[aioredis.Redis, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _script(source: str) -> Any:
+    """A Lua script registered on this loop's client: run by EVALSHA (loaded on first use)."""
+    conn = client()
+    registered = _scripts.setdefault(conn, {})
+    script = registered.get(source)
+    if script is None:
+        script = registered[source] = conn.register_script(source)
+    return script
 
 
 def key(*parts: str | int) -> str:
@@ -105,33 +118,67 @@ async def room_exists(code: str) -> bool:
     return bool(await client().exists(key("room", code)))
 
 
+# Compare-and-set of a room: write the new encoding only if the stored one is still the
+# one `change` saw. One round trip per attempt, and a conflict returns the current value so
+# that the retry needs no second read. (WATCH/GET/MULTI/SET/EXEC cost three or four round
+# trips per attempt, and four players answering one room at once conflicted several times
+# per round: docs/performance.md.)
+_ROOM_CAS_LUA = """
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then
+  return {0, current}
+end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return {1}
+"""
+
+
 async def room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
-    """Apply `change` to the room atomically (optimistic WATCH/MULTI, retried on conflict).
+    """Apply `change` to the room atomically (compare-and-set, retried on conflict).
 
     `change` mutates the room it is given and returns a value; it may raise to abort,
     and it may run more than once, so it must have no side effects besides the room.
     The room is written only if `change` altered it.
     """
+    async with _room_lock(code):
+        return await _room_update(code, change)
+
+
+# Updates of one room from one process go one at a time: four players answering a room at
+# once otherwise all read the same version and all but one lose the compare-and-set, then
+# again (4 + 3 + 2 + 1 attempts, each a decode, a transition, an encode and a round trip).
+# Other processes and workers are still kept honest by the compare-and-set itself.
+_room_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _room_lock(code: str) -> asyncio.Lock:
+    lock_key = (id(asyncio.get_running_loop()), code)
+    lock = _room_locks.get(lock_key)
+    if lock is None:
+        lock = _room_locks[lock_key] = asyncio.Lock()
+    return lock
+
+
+async def _room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
     k = key("room", code)
-    async with client().pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                await pipe.watch(k)
-                raw = await pipe.get(k)
-                if raw is None:
-                    raise RoomNotFound(code)
-                room = _decode(raw)
-                result = change(room)
-                encoded = _encode(room)
-                if encoded == raw:
-                    await pipe.unwatch()
-                    return room, result
-                pipe.multi()
-                pipe.set(k, encoded, ex=_ttl_for(room))
-                await pipe.execute()
-                return room, result
-            except WatchError:
-                continue
+    raw: bytes | None = await client().get(k)
+    while True:
+        if raw is None:
+            raise RoomNotFound(code)
+        room = _decode(raw)
+        result = change(room)
+        encoded = _encode(room)
+        if encoded == raw:
+            return room, result
+        ttl = _ttl_for(room)
+        reply = await _script(_ROOM_CAS_LUA)(keys=[k], args=[raw, encoded, ttl or ""])
+        if reply[0] == 1:
+            return room, result
+        raw = reply[1] if len(reply) > 1 else None  # someone else's change won: retry on it
 
 
 async def rooms_active() -> list[str]:
@@ -235,8 +282,8 @@ return allowed
 
 async def user_rate_take(user_id: int, *, rate: float, burst: int, now: float) -> bool:
     """Take one token from the user's message bucket (shared by all their connections)."""
-    allowed = await client().eval(  # type: ignore[misc]
-        _USER_RATE_LUA, 1, key("userrate", user_id), repr(rate), str(burst), repr(now)
+    allowed = await _script(_USER_RATE_LUA)(
+        keys=[key("userrate", user_id)], args=[repr(rate), str(burst), repr(now)]
     )
     return bool(allowed)
 

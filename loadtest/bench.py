@@ -462,12 +462,15 @@ def main(argv: list[str] | None = None) -> int:
                     "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
                     "OTEL_TRACES_SAMPLER": "always_on",
                     "LOG_LEVEL": "INFO",
-                    "SENTRY_DSN": f"http://bench@{sink.url.split('//', 1)[1]}/1",
+                    "SENTRY_DSN": sink.dsn,
                 },
             ),
         ]
     for v in args.variant:
         name, _, pairs = v.partition(":")
+        if "{sink" in pairs:  # the bench's own sink: OTEL_EXPORTER_OTLP_ENDPOINT={sink}, SENTRY_DSN={sink_dsn}
+            sink = sink or TelemetrySink()
+            pairs = pairs.replace("{sink}", sink.url).replace("{sink_dsn}", sink.dsn)
         variants.append((name, _parse_env(pairs)))
     servers = [s for s in args.servers.split(",") if s]
     layers = [layer for layer in args.layers.split(",") if layer]
@@ -573,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         if sink is not None:
             sink.close()
             print(f"telemetry sink received {sink.requests} export requests", flush=True)
+            if sink.spans:
+                print("spans received, by name:", flush=True)
+                for name, count in sink.spans.most_common(25):
+                    print(f"  {count:8d}  {name}", flush=True)
 
     table = render(figures, args)
     print()
@@ -590,19 +597,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class TelemetrySink:
-    """A local OTLP/HTTP and Sentry endpoint that accepts everything and keeps nothing."""
+    """A local OTLP/HTTP and Sentry endpoint that accepts everything and keeps only counts
+    (requests, and spans by name: what the hot path costs in spans)."""
 
     def __init__(self) -> None:
         import threading
+        from collections import Counter
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         sink = self
         self.requests = 0
+        self.spans: Counter[str] = Counter()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sink.requests += 1
+                if self.path.rstrip("/") == "/v1/traces":
+                    sink.count_spans(body)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -613,7 +625,17 @@ class TelemetrySink:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.dsn = f"http://bench@127.0.0.1:{self.httpd.server_address[1]}/1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def count_spans(self, body: bytes) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.spans.update(span.name for span in scope_spans.spans)
 
     def close(self) -> None:
         self.httpd.shutdown()

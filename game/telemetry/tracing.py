@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,60 @@ def setup(service: str, *, version: str, environment: str) -> bool:
             "deployment.environment.name": environment,
         }
     )
-    # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
-    provider = TracerProvider(resource=resource)
+    # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, wrapped so that
+    # a client call made outside any operation is not a trace of its own.
+    provider = TracerProvider(resource=resource, sampler=_NoRootClientSpans(_configured_sampler()))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _instrument_libraries()
     _enabled = True
     logger.info("tracing on", extra={"event": "tracing_enabled"})
     return True
+
+
+def _configured_sampler() -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER[_ARG] names (the SDK's own reading of them)."""
+    try:
+        from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+    except ImportError:  # pragma: no cover - a future SDK renaming its helper
+        from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+
+        return DEFAULT_ON
+    return _get_from_env_or_default()
+
+
+class _NoRootClientSpans(Sampler):
+    """Drops CLIENT spans that have no parent, and defers every other decision.
+
+    Redis commands issued outside any operation — the channel layer's receive loop
+    (BZPOPMIN/ZPOPMIN, one per delivered message), the heartbeats, the scrape-time
+    census — would each be a one-span trace that nobody can use, and they were a third of
+    the spans exported under load (docs/performance.md). A command made inside a frame, a
+    task or a request keeps its span, as a child of that operation.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> Any:
+        if (
+            kind is trace.SpanKind.CLIENT
+            and not trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoRootClientSpans{{{self._inner.get_description()}}}"
 
 
 def flush(timeout_seconds: float = 5.0) -> None:
