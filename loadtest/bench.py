@@ -468,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     for v in args.variant:
         name, _, pairs = v.partition(":")
-        if "{sink" in pairs:  # the bench's own sink: OTEL_EXPORTER_OTLP_ENDPOINT={sink}, SENTRY_DSN={sink_dsn}
+        # {sink} / {sink_dsn}: the bench's own sink, e.g. OTEL_EXPORTER_OTLP_ENDPOINT={sink}
+        if "{sink" in pairs:
             sink = sink or TelemetrySink()
             pairs = pairs.replace("{sink}", sink.url).replace("{sink_dsn}", sink.dsn)
         variants.append((name, _parse_env(pairs)))
