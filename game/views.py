@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -15,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from game import services, shutdown
+from game.api.throttles import ScopedThrottle
 from game.engine import rules
 from game.models import Category
 
@@ -28,10 +31,23 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "game/index.html", context)
 
 
+def _signup_wait(request: HttpRequest) -> int | None:
+    """Seconds to wait if this address has used its sign-up budget (shared with the API's)."""
+    throttle = ScopedThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scope="signup")):  # type: ignore[arg-type]
+        return None
+    return max(1, math.ceil(throttle.wait() or 1))
+
+
 def signup(request: HttpRequest) -> HttpResponse:
-    """Create an account and log in."""
+    """Create an account and log in (sign-ups per address are limited, as on the API)."""
     form: UserCreationForm[Any]
     if request.method == "POST":
+        wait = _signup_wait(request)
+        if wait is not None:
+            response = render(request, "registration/signup_throttled.html", {"seconds": wait}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         form = UserCreationForm(request.POST)
         if form.is_valid():
             user = form.save()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from tests.conftest import PASSWORD, bearer
@@ -176,3 +177,23 @@ def test_reading_a_room_is_not_throttled(tight_rates, make_user, questions):
     code = authed(alice).post("/api/rooms/", {}, format="json").json()["code"]
     for _ in range(5):
         assert authed(alice).get(f"/api/rooms/{code}/").status_code == 200
+
+
+def test_the_signup_page_shares_the_api_signup_budget_of_an_address(tight_rates, client):
+    api = APIClient()
+    body = {"username": "apiuser", "password": "a-long-password-1"}
+    assert api.post("/api/auth/signup/", body, format="json", **via_proxy("203.0.113.5")).status_code == 201
+    form = {"username": "pageuser", "password1": "a-long-password-1", "password2": "a-long-password-1"}
+    assert client.post("/accounts/signup/", form, **via_proxy("203.0.113.5")).status_code == 302
+    client.logout()
+    third = {"username": "third", "password1": "a-long-password-1", "password2": "a-long-password-1"}
+    response = client.post("/accounts/signup/", third, **via_proxy("203.0.113.5"))
+    assert response.status_code == 429
+    assert response["Content-Type"].startswith("text/html")
+    assert b'id="signup-throttled"' in response.content
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert not User.objects.filter(username="third").exists()
+    # The page itself still opens, and another address signs up.
+    assert client.get("/accounts/signup/", **via_proxy("203.0.113.5")).status_code == 200
+    assert client.post("/accounts/signup/", third, **via_proxy("198.51.100.7")).status_code == 302
+    assert User.objects.filter(username="third").exists()
