@@ -60,7 +60,45 @@ async def _heartbeat_forever() -> None:
             logger.warning(
                 "instance heartbeat failed", exc_info=True, extra={"event": "instance_heartbeat_failed"}
             )
+        receive_buffers_prune()
         await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+# Channels of this process's connections that have ended, with their layer and end time.
+# channels-redis keeps a buffer per channel name in each process, and a broadcast already on
+# its way when a connection ends (players leaving together: each one's `player_left` crosses
+# the others' exits) lands in a buffer that nobody reads again (django/channels_redis#384):
+# the process's memory grew with every such exit in a soak run. The buffers of ended
+# channels are dropped when the connection ends and again by the heartbeat for a while
+# after, as late messages can still arrive; only ended consumers' channels are touched, so
+# no live receive() ever loses its buffer.
+_ended: dict[str, tuple[Any, float]] = {}
+ENDED_WATCH_SECONDS = 120.0
+
+
+def _receive_buffer_drop(layer: Any, channel: str) -> int:
+    buffers = getattr(layer, "receive_buffer", None)  # RedisChannelLayer's; other layers have none
+    if not isinstance(buffers, dict):
+        return 0
+    queue = buffers.pop(channel, None)
+    return int(queue.qsize()) if queue is not None else 0
+
+
+def receive_buffers_prune(*, now: float | None = None) -> int:
+    """Drop the channel-layer buffers of ended connections; the count of messages dropped."""
+    now = time.monotonic() if now is None else now
+    dropped = 0
+    for channel, (layer, ended_at) in list(_ended.items()):
+        dropped += _receive_buffer_drop(layer, channel)
+        if now - ended_at > ENDED_WATCH_SECONDS:
+            del _ended[channel]
+    if dropped:
+        logger.info(
+            "dropped %d messages buffered for closed connections",
+            dropped,
+            extra={"event": "channel_buffers_pruned", "messages": dropped},
+        )
+    return dropped
 
 
 async def heartbeat_ensure() -> None:
@@ -114,6 +152,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self.disconnect(message.get("code", 1000))
         raise StopConsumer()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The consumer's receive task is done now (cancelled and awaited by Channels).
+            channel = getattr(self, "channel_name", None)
+            if channel and self.channel_layer is not None:
+                _ended[channel] = (self.channel_layer, time.monotonic())
+                _receive_buffer_drop(self.channel_layer, channel)
 
     # --- Handshake ------------------------------------------------------------------------
 
@@ -208,6 +256,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if getattr(self, "hold_timer", None) is not None:
             self.hold_timer.cancel()  # type: ignore[union-attr]
             self.hold_timer = None
+        # Unsubscribe first: the connection needs no broadcast of its own leaving, and each
+        # broadcast to a channel that has stopped reading is buffered in vain (see _ended).
+        if getattr(self, "subscribed", False):
+            self.subscribed = False
+            await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
         if getattr(self, "joined", False):
             self.joined = False
             metrics.WS_CONNECTIONS.dec()
@@ -225,9 +278,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # Draining for a restart: the player is still in the game and reconnects to another
             # instance at once; the sweeper prunes this connection once the process's heartbeat
             # has expired, so no round closes early because everyone "left" together.
-        if getattr(self, "subscribed", False):
-            self.subscribed = False
-            await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
         if getattr(self, "counted", False):
             self.counted = False
             await store.user_conn_remove(self.user_id, self.conn)
