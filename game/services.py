@@ -246,8 +246,11 @@ async def round_advance_due(*, code: str, round_number: int) -> bool:
 
 
 async def quickmatch_place(*, user_id: int, name: str) -> Room:
-    """Place the player in the oldest open quick-match room with space, or open a new one."""
-    async with store.quick_lock():
+    """Place the player in the oldest open quick-match room with space, or open a new one.
+
+    Raises store.LockBusy when other placements hold the way for too long.
+    """
+    async with store.quick_locked():
         return await _quickmatch_place(user_id=user_id, name=name)
 
 

@@ -20,19 +20,23 @@ so a transition is applied exactly once whichever process or worker attempts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import LockNotOwnedError
 
 from game.engine.model import ABANDONED, FINISHED, FORMAT_VERSION, Room, room_from_dict
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 
@@ -206,10 +210,31 @@ async def quick_close(code: str) -> None:
     await client().zrem(key("quick", "open"), code)
 
 
-def quick_lock() -> Any:
-    """The lock that makes quick-match placements one at a time (across every process), so
-    that players asking at once fill the same room instead of opening one each."""
-    return client().lock(key("quick", "lock"), timeout=5, blocking_timeout=10)
+class LockBusy(Exception):
+    """A lock could not be had within its waiting time."""
+
+
+@contextlib.asynccontextmanager
+async def quick_locked() -> AsyncIterator[None]:
+    """Hold the lock that makes quick-match placements one at a time (across every process),
+    so that players asking at once fill the same room instead of opening one each.
+
+    LockBusy if it cannot be had within 10 s. If the placement outlived the lock's 5 s
+    (an overloaded process), the placement stands and the expiry is logged: raising then
+    would turn a done placement into a server error.
+    """
+    lock = client().lock(key("quick", "lock"), timeout=5, blocking_timeout=10)
+    if not await lock.acquire():
+        raise LockBusy("quick-match placement")
+    try:
+        yield
+    finally:
+        try:
+            await lock.release()
+        except LockNotOwnedError:
+            logger.warning(
+                "quick-match lock expired before its release", extra={"event": "quickmatch_lock_expired"}
+            )
 
 
 async def quick_candidates(limit: int = 20) -> list[str]:

@@ -1,14 +1,13 @@
 """URLs of the JSON API, under /api/."""
 
 from django.urls import path, re_path
-from rest_framework_simplejwt.views import TokenRefreshView
 
 from game.api import views
 
 urlpatterns = [
     path("auth/signup/", views.SignupView.as_view(), name="api-signup"),
     path("auth/token/", views.TokenObtainView.as_view(), name="api-token"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="api-token-refresh"),
+    path("auth/token/refresh/", views.TokenRefresh.as_view(), name="api-token-refresh"),
     path("rooms/", views.RoomCreateView.as_view(), name="api-rooms"),
     path("rooms/<str:code>/", views.RoomDetailView.as_view(), name="api-room"),
     path("matchmaking/", views.MatchmakingView.as_view(), name="api-matchmaking"),

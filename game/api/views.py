@@ -23,7 +23,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.views import TokenObtainPairView
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from game import services, store
 from game.api.throttles import ScopedThrottle
@@ -91,6 +92,25 @@ class SignupView(APIView):
             username=data.validated_data["username"], password=data.validated_data["password"]
         )
         return Response({"id": user.pk, "username": user.get_username()}, status=status.HTTP_201_CREATED)
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh, with a token of a deleted account refused (401), not a 500.
+
+    simplejwt 5.5.1 looks the token's user up with `.get()` and lets DoesNotExist escape.
+    """
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist as exc:
+            raise InvalidToken("the account of this token no longer exists") from exc
+
+
+class TokenRefresh(TokenRefreshView):
+    """POST /api/auth/token/refresh/: a new access token for a valid refresh token."""
+
+    serializer_class = RefreshSerializer
 
 
 class TokenObtainView(TokenObtainPairView):
@@ -164,6 +184,11 @@ class MatchmakingView(APIView):
             room = async_to_sync(services.quickmatch_place)(
                 user_id=user_id(request), name=request.user.get_username()
             )
+        except store.LockBusy:
+            logger.warning("quick match busy", extra={"event": "quickmatch_busy"})
+            response = Response({"detail": "quick match is busy; try again in a moment"}, status=503)
+            response["Retry-After"] = "1"
+            return response
         except rules.SettingsError as exc:
             # Only the server's own question bank can make default settings fail.
             logger.error("quick match impossible: %s", exc, extra={"event": "quickmatch_unavailable"})

@@ -169,6 +169,14 @@ def test_the_refresh_token_gets_a_new_access_token_that_authenticates(api, make_
     assert with_bearer(access).get(ME).status_code == 200
 
 
+def test_a_refresh_token_of_a_deleted_account_answers_401_not_a_server_error(api, make_user):
+    alice = make_user("alice")
+    refresh = api.post(TOKEN, {"username": "alice", "password": PASSWORD}, format="json").json()["refresh"]
+    alice.delete()
+    response = api.post(REFRESH, {"refresh": refresh}, format="json")
+    plain_error(response, 401)
+
+
 def test_a_garbage_refresh_token_answers_401_with_a_detail(api):
     response = api.post(REFRESH, {"refresh": "garbage"}, format="json")
     plain_error(response, 401)

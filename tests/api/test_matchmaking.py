@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 
@@ -104,3 +106,23 @@ def test_quick_match_does_not_place_players_in_a_private_room(api_as, make_user,
 
 def test_quick_match_without_authentication_answers_401_with_a_detail(api, questions, timers):
     plain_error(api.post(MATCH), 401)
+
+
+def test_quick_match_answers_503_with_retry_after_while_placements_hold_the_way(
+    api_as, make_user, questions, timers
+):
+    client = api_as(make_user("alice"))
+
+    async def hold_and_ask() -> object:
+        # Another process's placement holds the lock for longer than anyone waits (10 s).
+        held = store.client().lock(store.key("quick", "lock"), timeout=30)
+        assert await held.acquire(blocking=False)
+        try:
+            return await asyncio.to_thread(client.post, MATCH)
+        finally:
+            await held.release()
+
+    response = async_to_sync(hold_and_ask)()
+    plain_error(response, 503)
+    assert response["Retry-After"] == "1"
+    assert async_to_sync(store.quick_candidates)() == []  # nothing placed
