@@ -84,6 +84,18 @@ def _receive_buffer_drop(layer: Any, channel: str) -> int:
     return int(queue.qsize()) if queue is not None else 0
 
 
+def _ended_add(layer: Any, channel: str, now: float) -> None:
+    _ended[channel] = (layer, now)
+    # Entries are in end order: forget the expired ones at the front here too, so the map
+    # stays bounded in a process whose heartbeat never started (only refused handshakes).
+    while _ended:
+        first, (first_layer, ended_at) = next(iter(_ended.items()))
+        if now - ended_at <= ENDED_WATCH_SECONDS:
+            break
+        _receive_buffer_drop(first_layer, first)
+        del _ended[first]
+
+
 def receive_buffers_prune(*, now: float | None = None) -> int:
     """Drop the channel-layer buffers of ended connections; the count of messages dropped."""
     now = time.monotonic() if now is None else now
@@ -160,8 +172,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # The consumer's receive task is done now (cancelled and awaited by Channels).
             channel = getattr(self, "channel_name", None)
             if channel and self.channel_layer is not None:
-                _ended[channel] = (self.channel_layer, time.monotonic())
                 _receive_buffer_drop(self.channel_layer, channel)
+                _ended_add(self.channel_layer, channel, time.monotonic())
 
     # --- Handshake ------------------------------------------------------------------------
 

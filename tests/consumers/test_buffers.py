@@ -43,3 +43,13 @@ def test_ended_channels_are_forgotten_after_the_watch_period():
     consumers._ended["specific.test!gone"] = (get_channel_layer(), 0.0)
     consumers.receive_buffers_prune(now=consumers.ENDED_WATCH_SECONDS + 1)
     assert "specific.test!gone" not in consumers._ended
+
+
+def test_the_record_of_ended_channels_stays_bounded_without_a_heartbeat():
+    layer = get_channel_layer()
+    consumers._ended.clear()
+    for i in range(50):
+        consumers._ended_add(layer, f"specific.test!old{i}", 0.0)
+    consumers._ended_add(layer, "specific.test!new", consumers.ENDED_WATCH_SECONDS + 1)
+    assert list(consumers._ended) == ["specific.test!new"]
+    consumers._ended.clear()
