@@ -84,26 +84,28 @@ def _receive_buffer_drop(layer: Any, channel: str) -> int:
     return int(queue.qsize()) if queue is not None else 0
 
 
-def _ended_add(layer: Any, channel: str, now: float) -> None:
-    _ended[channel] = (layer, now)
-    # Entries are in end order: forget the expired ones at the front here too, so the map
-    # stays bounded in a process whose heartbeat never started (only refused handshakes).
+def _ended_expire(now: float) -> None:
+    # Entries are in end order: the expired ones are at the front.
     while _ended:
-        first, (first_layer, ended_at) = next(iter(_ended.items()))
+        first, (layer, ended_at) = next(iter(_ended.items()))
         if now - ended_at <= ENDED_WATCH_SECONDS:
             break
-        _receive_buffer_drop(first_layer, first)
+        _receive_buffer_drop(layer, first)
         del _ended[first]
+
+
+def _ended_add(layer: Any, channel: str, now: float) -> None:
+    _ended[channel] = (layer, now)
+    # Expire here too, so the record stays bounded in a process whose heartbeat never
+    # started (one that has only refused handshakes).
+    _ended_expire(now)
 
 
 def receive_buffers_prune(*, now: float | None = None) -> int:
     """Drop the channel-layer buffers of ended connections; the count of messages dropped."""
     now = time.monotonic() if now is None else now
-    dropped = 0
-    for channel, (layer, ended_at) in list(_ended.items()):
-        dropped += _receive_buffer_drop(layer, channel)
-        if now - ended_at > ENDED_WATCH_SECONDS:
-            del _ended[channel]
+    dropped = sum(_receive_buffer_drop(layer, channel) for channel, (layer, _) in list(_ended.items()))
+    _ended_expire(now)
     if dropped:
         logger.info(
             "dropped %d messages buffered for closed connections",

@@ -65,7 +65,7 @@ def telemetry_setup(service: str, *, traces: bool = True) -> None:
     )
     logger.info(
         "telemetry ready: traces %s, sentry %s",
-        "on" if on_traces else ("per pool process" if not traces else "off"),
+        "per pool process" if not traces and tracing.wanted() else ("on" if on_traces else "off"),
         "on" if on_sentry else "off",
         extra={"event": "telemetry_ready"},
     )

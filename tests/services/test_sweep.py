@@ -94,23 +94,25 @@ async def test_a_quick_room_whose_start_timer_was_lost_is_started_by_the_sweep(m
     assert (await services.room_get(code=code)).status == "playing"
 
 
-async def test_results_that_were_not_stored_are_stored_by_the_sweep(make_user):
+async def finished_unstored(make_user) -> tuple[str, Any, Any]:
+    """A one-round game of alice and bob, finished, whose results were never stored."""
     alice, bob = await users(make_user, "alice", "bob")
     code = await game_playing([alice, bob], rounds=1, answer_seconds=60)
     await answer(code, alice, 1, 0)
     await answer(code, bob, 1, 1)
     await results_unstore(code)
+    return code, alice, bob
+
+
+async def test_results_that_were_not_stored_are_stored_by_the_sweep(make_user):
+    code, _, _ = await finished_unstored(make_user)
     assert await services.rooms_sweep() == {"store_results": 1}
     assert len(await results_rows(code)) == 2
     assert await services.rooms_sweep() == {}
 
 
 async def test_a_player_deleted_since_the_game_gets_no_row_and_the_others_theirs(make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    code = await game_playing([alice, bob], rounds=1, answer_seconds=60)
-    await answer(code, alice, 1, 0)
-    await answer(code, bob, 1, 1)
-    await results_unstore(code)
+    code, alice, bob = await finished_unstored(make_user)
     await sync_to_async(bob.delete)()
     # Before, the foreign key failed the write, and with it every later sweep of every room.
     assert await services.rooms_sweep() == {"store_results": 1}
