@@ -387,18 +387,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 if delay:
                     await asyncio.sleep(delay / 1000)
                 outcome = await services.answer_submit(
-                    code=self.code, user_id=self.user_id, round_number=round_number, option=option
+                    code=self.code,
+                    user_id=self.user_id,
+                    round_number=round_number,
+                    option=option,
+                    ack=self._answer_ack,
                 )
-                logger.info(
-                    "answer %s",
-                    "accepted" if outcome.accepted else f"refused: {outcome.reason}",
-                    extra={
-                        "event": "answer_received",
-                        "accepted": outcome.accepted,
-                        "reason": outcome.reason,
-                    },
-                )
-            await self._send(outcome.frame())
             return "ok" if outcome.accepted else "refused"
         elif kind == "ping":
             t = frame.get("t")
@@ -419,6 +413,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}")
         return "ok"
+
+    async def _answer_ack(self, outcome: rules.AnswerOutcome) -> None:
+        """The answer is stored (or refused): tell the player before the round close goes out."""
+        logger.info(
+            "answer %s",
+            "accepted" if outcome.accepted else f"refused: {outcome.reason}",
+            extra={"event": "answer_received", "accepted": outcome.accepted, "reason": outcome.reason},
+        )
+        await self._send(outcome.frame())
 
     # --- Frames to the client -------------------------------------------------------------
 

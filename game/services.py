@@ -11,7 +11,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,13 +175,27 @@ async def game_start(*, code: str, by: int | None) -> None:
     await _after(room, evts)
 
 
-async def answer_submit(*, code: str, user_id: int, round_number: int, option: int) -> rules.AnswerOutcome:
-    """Record an answer; the first one per round counts. May close the round."""
+async def answer_submit(
+    *,
+    code: str,
+    user_id: int,
+    round_number: int,
+    option: int,
+    ack: Callable[[rules.AnswerOutcome], Awaitable[None]] | None = None,
+) -> rules.AnswerOutcome:
+    """Record an answer; the first one per round counts. May close the round.
+
+    `ack` is awaited once the answer is stored and before the round close it may cause is
+    published, so the player's acknowledgement does not wait for the room's broadcasts,
+    the next question and its timer.
+    """
     now = now_ms()
     room, (outcome, evts) = await store.room_update(
         code,
         lambda room: rules.answer(room, player_id=user_id, round_number=round_number, option=option, now=now),
     )
+    if ack is not None:
+        await ack(outcome)
     await _after(room, evts)
     return outcome
 

@@ -14,7 +14,9 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
 
 Every change to a room is a compare-and-set of its key (a Lua script: write only if the
 stored room is still the one the change was computed from, else retry on the current one),
-so a transition is applied exactly once whichever process or worker attempts it.
+so a transition is applied exactly once whichever process or worker attempts it. A process
+remembers the last encoding of each room it read or wrote, so an update's first attempt
+usually needs no read; the compare-and-set still refuses a stale one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import json
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -101,17 +104,19 @@ def _ttl_for(room: Room) -> int | None:
 async def room_create(room: Room) -> None:
     """Store a new room; RoomExists if the code is taken."""
     r = client()
+    k, raw = key("room", room.code), _encode(room)
     async with r.pipeline(transaction=True) as pipe:
-        pipe.set(key("room", room.code), _encode(room), nx=True)
+        pipe.set(k, raw, nx=True)
         pipe.sadd(key("rooms", "active"), room.code)
         created, _ = await pipe.execute()
     if not created:
         raise RoomExists(room.code)
+    _remember(k, raw)
 
 
 async def room_get(code: str) -> Room:
     """The room's current state; RoomNotFound if there is none."""
-    raw = await client().get(key("room", code))
+    raw = await _read(key("room", code))
     if raw is None:
         raise RoomNotFound(code)
     return _decode(raw)
@@ -169,20 +174,81 @@ def _room_lock(code: str) -> asyncio.Lock:
 
 async def _room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
     k = key("room", code)
-    raw: bytes | None = await client().get(k)
+    known = _known()
+    raw = known.get(k)
+    # A remembered encoding saves the read; the compare-and-set still refuses it if another
+    # process or worker changed the room since. What the set cannot check is a change that
+    # writes nothing (a refused answer) or raises (a full room): those are decided again on
+    # the stored room when they were computed on a remembered one.
+    fresh = raw is None
+    if fresh:
+        raw = await _read(k)
     while True:
         if raw is None:
+            known.pop(k, None)
             raise RoomNotFound(code)
         room = _decode(raw)
-        result = change(room)
+        try:
+            result = change(room)
+        except Exception:
+            if fresh:
+                raise
+            raw, fresh = await _read(k), True
+            continue
         encoded = _encode(room)
         if encoded == raw:
+            if not fresh:
+                current = await _read(k)
+                if current != raw:
+                    raw, fresh = current, True
+                    continue
             return room, result
         ttl = _ttl_for(room)
         reply = await _script(_ROOM_CAS_LUA)(keys=[k], args=[raw, encoded, ttl or ""])
         if reply[0] == 1:
+            _remember(k, encoded, ended=ttl is not None)
             return room, result
-        raw = reply[1] if len(reply) > 1 else None  # someone else's change won: retry on it
+        # Someone else's change won: retry on the value the script read.
+        raw, fresh = (reply[1] if len(reply) > 1 else None), True
+
+
+# The last encoding of each live room this process read or wrote (per event loop, like the
+# clients), so that an update's first attempt usually needs no read: one round trip per
+# answer instead of two. Bounded (least recently used first out); a room is dropped when
+# this process ends it.
+_KNOWN_ROOMS_MAX = 1024
+_known_rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[str, bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _read(k: str) -> bytes | None:
+    """A room's stored encoding (None if there is none), remembered for its next update."""
+    raw: bytes | None = await client().get(k)
+    if raw is None:
+        _known().pop(k, None)
+    else:
+        _remember(k, raw)
+    return raw
+
+
+def _known() -> OrderedDict[str, bytes]:
+    loop = asyncio.get_running_loop()
+    known = _known_rooms.get(loop)
+    if known is None:
+        known = _known_rooms[loop] = OrderedDict()
+    return known
+
+
+def _remember(k: str, raw: bytes, *, ended: bool = False) -> None:
+    known = _known()
+    if ended:
+        known.pop(k, None)
+        return
+    known[k] = raw
+    known.move_to_end(k)
+    if len(known) > _KNOWN_ROOMS_MAX:
+        known.popitem(last=False)
 
 
 async def rooms_active() -> list[str]:

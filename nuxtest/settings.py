@@ -171,7 +171,10 @@ CELERY_TIMEZONE = "UTC"
 # Celery keeps Django's LOGGING (JSON lines); Flower's task metrics need task events.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
-CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
+# A "task-sent" event is one more Redis PUBLISH (and kombu's event machinery) in the web
+# process for every timer it arms, about 40 % of arming a question's deadline
+# (docs/performance.md); Flower shows tasks from the worker's own events without it.
+CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", False)
 
 # --- HTTPS, proxies, headers (docs/architecture.md, "Production") ------------------------
 # How many reverse proxies (nginx) stand between clients and Daphne, each setting

@@ -137,6 +137,29 @@ async def test_a_round_nobody_answers_closes_when_its_deadline_timer_fires_and_t
     await sockets_close(socks)
 
 
+async def test_the_answer_that_closes_a_round_is_acknowledged_without_waiting_for_the_rounds_broadcasts(
+    make_user, monkeypatch
+):
+    code, socks = await lobby_sockets(make_user, 2, rounds=2, answer_seconds=60, reveal_seconds=0)
+    alice, bob = socks
+    await start_over_socket(socks)
+    # The round's result cannot leave until the test says so (a slow channel layer).
+    publish, release = events.publish, asyncio.Event()
+
+    async def held_results(room_code: str, evts: list[dict[str, Any]]) -> None:
+        if any(e["type"] == "round_result" for e in evts):
+            await release.wait()
+        await publish(room_code, evts)
+
+    monkeypatch.setattr(events, "publish", held_results)
+    await alice.answer(1, 0)
+    assert await bob.answer(1, 0) == {"type": "answer_ack", "round": 1, "accepted": True}
+    release.set()
+    assert (await bob.recv())["type"] == "round_result"
+    assert (await bob.recv())["type"] == "question"
+    await sockets_close(socks)
+
+
 # --- answer_ack refusals ------------------------------------------------------------------------
 
 

@@ -150,6 +150,34 @@ async def test_answers_racing_from_one_player_count_once(make_user):
     assert list(room.round.answers) == [alice.pk]  # type: ignore[union-attr]
 
 
+async def test_an_answer_is_judged_on_the_stored_room_when_another_process_moved_it_on(make_user):
+    # This process remembers the room as of its own last write (round 1, Alice answered);
+    # another process then closes round 1 and opens round 2. Judged on the remembered room,
+    # Alice's answer to round 2 would be refused as wrong_round without a write to check it.
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=3, answer_seconds=60, reveal_seconds=0)
+    assert (await answer(code, alice, 1, 0)).accepted
+    closed = await asyncio.to_thread(on_own_loop, lambda: answer(code, bob, 1, 0))
+    assert closed.accepted
+    assert await answer(code, alice, 2, 1) == rules.AnswerOutcome(2, True, None)
+    room = await services.room_get(code=code)
+    assert room.round is not None and room.round.number == 2
+    assert room.round.answers[alice.pk].option == 1
+
+
+async def test_a_refusal_is_judged_on_the_stored_room_too_when_another_process_moved_it_on(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=3, answer_seconds=60, reveal_seconds=0)
+    assert (await answer(code, alice, 1, 0)).accepted
+    await asyncio.to_thread(on_own_loop, lambda: answer(code, bob, 1, 0))
+    await asyncio.to_thread(on_own_loop, lambda: answer(code, bob, 2, 0))
+    # Remembered: round 1, answered; stored: round 2, Bob answered, Alice not yet.
+    assert await answer(code, alice, 1, 2) == rules.AnswerOutcome(1, False, "wrong_round")
+    assert await answer(code, alice, 2, 2) == rules.AnswerOutcome(2, True, None)
+    room = await services.room_get(code=code)
+    assert room.round is not None and room.round.number == 3
+
+
 async def test_an_answer_for_a_round_that_is_not_the_current_one_is_refused_as_wrong_round(make_user):
     alice, bob = await users(make_user, "alice", "bob")
     code = await game_playing([alice, bob], answer_seconds=60)
