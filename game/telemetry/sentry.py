@@ -73,6 +73,7 @@ def setup(service: str, *, release: str, environment: str) -> bool:
     from sentry_sdk.integrations.logging import LoggingIntegration
     from sentry_sdk.integrations.redis import RedisIntegration
 
+    traces_rate = float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0"))
     sentry_sdk.init(
         dsn=dsn,
         environment=os.environ.get("SENTRY_ENVIRONMENT", environment),
@@ -83,7 +84,11 @@ def setup(service: str, *, release: str, environment: str) -> bool:
         include_local_variables=False,
         max_request_body_size="never",
         # Errors only by default: traces go to OpenTelemetry.
-        traces_sample_rate=float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0")),
+        traces_sample_rate=traces_rate,
+        # ... and then Sentry's integrations make no spans of their own ("otel": the spans
+        # are OpenTelemetry's), only breadcrumbs. Otherwise they build one per Redis command,
+        # sampled or not: a fifth of the game's answer throughput (docs/performance.md).
+        instrumenter="sentry" if traces_rate > 0 else "otel",
         event_scrubber=EventScrubber(
             denylist=[*DEFAULT_DENYLIST, "refresh", "access", "jwt", "bearer"], recursive=True
         ),
