@@ -2,6 +2,9 @@
 
     python -m loadtest.stack --port 8001            # one Daphne, a worker, beat; Ctrl-C stops
 
+Ctrl-C or SIGTERM stops it; started in the background by a script, only SIGTERM does (a
+non-interactive shell starts background jobs with SIGINT ignored).
+
 Redis is REDIS_URL when set (under a random key prefix and Celery queue of the run's own),
 else an embedded redis-server (nuxtest.embedded). The database is DATABASE_URL when set,
 else a fresh SQLite file; it is migrated and the question bank loaded. Processes can be

@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,13 @@ def span(
     if not _enabled:
         return nullcontext()
     return tracer.start_as_current_span(name, attributes=attributes, **kwargs)
+
+
+def quiet() -> AbstractContextManager[Any]:
+    """A with-block whose library calls make no spans (the enclosing span stands for them)."""
+    if not _enabled:
+        return nullcontext()
+    return suppress_instrumentation()
 
 
 def ids() -> tuple[str, str] | None:

@@ -140,7 +140,7 @@ async def test_a_round_nobody_answers_closes_when_its_deadline_timer_fires_and_t
 async def test_the_answer_that_closes_a_round_is_acknowledged_without_waiting_for_the_rounds_broadcasts(
     make_user, monkeypatch
 ):
-    code, socks = await lobby_sockets(make_user, 2, rounds=2, answer_seconds=60, reveal_seconds=0)
+    _, socks = await lobby_sockets(make_user, 2, rounds=2, answer_seconds=60, reveal_seconds=0)
     alice, bob = socks
     await start_over_socket(socks)
     # The round's result cannot leave until the test says so (a slow channel layer).

@@ -314,6 +314,12 @@ async def test_one_trace_holds_the_frame_the_timer_task_the_round_close_and_the_
     assert {s["attributes"]["enduser.id"] for s in deliveries} >= {p.user_id for p in game.players}
     # Spans come from both processes kinds overall, and one per message handled.
     assert any(s["name"] == "ws.answer" and s["attributes"].get("nuxtest.room") == game.code for s in spans)
+    # A group_send's own Redis commands make no spans: its children are the deliveries ...
+    sends = {s["span_id"] for s in spans if s["name"] == "group_send"}
+    assert {s["name"] for s in spans if s["parent_id"] in sends} == {"ws.broadcast"}
+    # ... while a frame's own commands keep theirs (the rate limit, the compare-and-set).
+    answers = {s["span_id"] for s in spans if s["name"] == "ws.answer"}
+    assert "EVALSHA" in {s["name"] for s in spans if s["parent_id"] in answers}
 
 
 async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubbed(live, sentry_server):
