@@ -112,6 +112,21 @@ def _database(url: str) -> dict[str, Any]:
         db.setdefault("OPTIONS", {})["timeout"] = 20
         # A file, not memory, so that the end-to-end tests' processes see the test database.
         db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    elif db["ENGINE"] == "django.db.backends.postgresql":
+        # Django's connection pool (psycopg_pool). Without it, every HTTP request that
+        # Daphne runs in a thread of its own opens a connection of its own: a burst of
+        # sign-ins went past PostgreSQL's max_connections and answered 500s
+        # (docs/capacity.md). With it, a process holds at most DB_POOL_MAX_SIZE connections
+        # and a request waits up to DB_POOL_TIMEOUT seconds for one. 0: no pool.
+        pool_max = env_int("DB_POOL_MAX_SIZE", 20)
+        if pool_max > 0:
+            if db.get("CONN_MAX_AGE"):
+                raise ImproperlyConfigured("DB_CONN_MAX_AGE needs DB_POOL_MAX_SIZE=0: a pool keeps its own")
+            db.setdefault("OPTIONS", {})["pool"] = {
+                "min_size": min(2, pool_max),
+                "max_size": pool_max,
+                "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
+            }
     elif db["ENGINE"] == "django.db.backends.mysql":
         db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connections
 from django.db.models import Count, Sum
 from django.http import HttpRequest
 from django.utils import timezone
@@ -180,10 +181,13 @@ class MatchmakingView(APIView):
     throttle_scope = "matchmaking"
 
     def post(self, request: Request) -> Response:
+        uid, name = user_id(request), request.user.get_username()
+        # A placement can queue on the quick-match lock for seconds: give this request's
+        # database connection back to the pool first, or a burst of joins holds every
+        # connection while it waits and the placement under the lock cannot get one.
+        connections.close_all()
         try:
-            room = async_to_sync(services.quickmatch_place)(
-                user_id=user_id(request), name=request.user.get_username()
-            )
+            room = async_to_sync(services.quickmatch_place)(user_id=uid, name=name)
         except store.LockBusy:
             logger.warning("quick match busy", extra={"event": "quickmatch_busy"})
             response = Response({"detail": "quick match is busy; try again in a moment"}, status=503)

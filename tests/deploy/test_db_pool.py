@@ -1,0 +1,80 @@
+"""PostgreSQL connections per process are bounded by Django's pool (DB_POOL_MAX_SIZE).
+
+Daphne runs each HTTP request's sync view in a thread of its own, and each thread opens a
+connection of its own: without a pool, a burst of sign-ins went past PostgreSQL's
+max_connections and answered 500s (docs/capacity.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+from django.db import connection
+
+from tests.deploy.support import run_python
+from tests.deploy.test_replica import database_url
+
+pytestmark = pytest.mark.django_db
+
+# Twelve threads each hold a connection for a while, as twelve concurrent requests do,
+# while the main thread counts this process's sessions in pg_stat_activity.
+SCRIPT = """
+import json, sys, threading, time, django
+django.setup()
+from django.db import connection, connections
+app = sys.argv[1]
+peak, done, errors = 0, [], []
+
+def request():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.3)")
+        done.append(1)
+    except Exception as exc:
+        errors.append(repr(exc))
+    finally:
+        connections.close_all()  # what Django does at the end of every request
+
+threads = [threading.Thread(target=request) for _ in range(12)]
+for t in threads:
+    t.start()
+import psycopg
+with psycopg.connect(sys.argv[2], autocommit=True) as watch:
+    while any(t.is_alive() for t in threads):
+        count = watch.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [app]
+        ).fetchone()[0]
+        peak = max(peak, count)
+        time.sleep(0.02)
+print(json.dumps({"peak": peak, "done": len(done), "errors": errors}))
+"""
+
+
+def burst(pool_max: int) -> dict:
+    app = f"nuxtest-pooltest-{uuid.uuid4().hex[:8]}"
+    url = database_url()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{url}?application_name={app}",
+        "DB_POOL_MAX_SIZE": str(pool_max),
+        "DB_POOL_TIMEOUT": "30",
+        "NUXTEST_LOG_FORMAT": "text",
+    }
+    plain = url.replace("postgres://", "postgresql://", 1)
+    result = run_python(["-c", SCRIPT, app, plain], env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="Django's pool is PostgreSQL's")
+def test_a_burst_of_requests_waits_for_the_pool_instead_of_opening_a_connection_each():
+    pooled = burst(3)
+    assert pooled["errors"] == [] and pooled["done"] == 12
+    assert 1 <= pooled["peak"] <= 3, pooled
+    # Without the pool, the same burst holds a connection per thread.
+    unpooled = burst(0)
+    assert unpooled["errors"] == [] and unpooled["done"] == 12
+    assert unpooled["peak"] > 3, unpooled
