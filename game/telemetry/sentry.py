@@ -87,7 +87,7 @@ def setup(service: str, *, release: str, environment: str) -> bool:
         traces_sample_rate=traces_rate,
         # ... and then Sentry's integrations make no spans of their own ("otel": the spans
         # are OpenTelemetry's), only breadcrumbs. Otherwise they build one per Redis command,
-        # sampled or not: a fifth of the game's answer throughput (docs/performance.md).
+        # sampled or not, at several per cent of the game's throughput (docs/performance.md).
         instrumenter="sentry" if traces_rate > 0 else "otel",
         event_scrubber=EventScrubber(
             denylist=[*DEFAULT_DENYLIST, "refresh", "access", "jwt", "bearer"], recursive=True

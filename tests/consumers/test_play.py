@@ -40,6 +40,19 @@ pytestmark = PLAYING
 LEAKY = {"correct", "correct_option", "plan", "answers"}
 
 
+def hold_round_results(monkeypatch: Any) -> asyncio.Event:
+    """Make every publish of a `round_result` wait until the returned event is set."""
+    publish, release = events.publish, asyncio.Event()
+
+    async def held(room_code: str, evts: list[dict[str, Any]]) -> None:
+        if any(e["type"] == "round_result" for e in evts):
+            await release.wait()
+        await publish(room_code, evts)
+
+    monkeypatch.setattr(events, "publish", held)
+    return release
+
+
 # --- A whole game ---------------------------------------------------------------------------------
 
 
@@ -144,14 +157,7 @@ async def test_the_answer_that_closes_a_round_is_acknowledged_without_waiting_fo
     alice, bob = socks
     await start_over_socket(socks)
     # The round's result cannot leave until the test says so (a slow channel layer).
-    publish, release = events.publish, asyncio.Event()
-
-    async def held_results(room_code: str, evts: list[dict[str, Any]]) -> None:
-        if any(e["type"] == "round_result" for e in evts):
-            await release.wait()
-        await publish(room_code, evts)
-
-    monkeypatch.setattr(events, "publish", held_results)
+    release = hold_round_results(monkeypatch)
     await alice.answer(1, 0)
     assert await bob.answer(1, 0) == {"type": "answer_ack", "round": 1, "accepted": True}
     release.set()
@@ -348,14 +354,7 @@ async def test_a_broadcast_that_reaches_the_channel_layer_late_still_reaches_eve
     await bob.until("player_left")
 
     # The group_send of round 1's result is slow (a busy Redis connection, say) ...
-    publish, slow = events.publish, asyncio.Event()
-
-    async def slow_results(room_code: str, evts: list[dict[str, Any]]) -> None:
-        if any(e["type"] == "round_result" for e in evts):
-            await slow.wait()
-        await publish(room_code, evts)
-
-    monkeypatch.setattr(events, "publish", slow_results)
+    slow = hold_round_results(monkeypatch)
     await alice.answer(1, 0)
     await bob.send({"type": "answer", "round": 1, "option": 0})
     while (await services.room_get(code=code)).round.closed_at is None:  # type: ignore[union-attr]
