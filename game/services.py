@@ -546,7 +546,9 @@ async def readiness() -> dict[str, bool]:
     """Whether the database and Redis answer."""
     checks = {"database": False, "redis": False}
     try:
-        await sync_to_async(_database_ping)()
+        # Bounded like Redis's: with the connection pool, a database that is down makes a
+        # request wait DB_POOL_TIMEOUT (10 s) for a connection.
+        await asyncio.wait_for(sync_to_async(_database_ping)(), timeout=2)
         checks["database"] = True
     except Exception:
         logger.warning("readiness: database unreachable", exc_info=True, extra={"event": "readiness_failed"})
