@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -175,7 +176,7 @@ def _room_lock(code: str) -> asyncio.Lock:
 async def _room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
     k = key("room", code)
     known = _known()
-    raw = known.get(k)
+    raw = known[k][0] if k in known else None
     # A remembered encoding saves the read; the compare-and-set still refuses it if another
     # process or worker changed the room since. What the set cannot check is a change that
     # writes nothing (a refused answer) or raises (a full room): those are decided again on
@@ -214,10 +215,12 @@ async def _room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]
 
 # The last encoding of each live room this process read or wrote (per event loop, like the
 # clients), so that an update's first attempt usually needs no read: one round trip per
-# answer instead of two. Bounded (least recently used first out); a room is dropped when
-# this process ends it.
+# answer instead of two. Bounded: a room is dropped when this process ends it, when it has
+# not been touched for two minutes (a room whose last round another process or a worker
+# closed), and the least recently used goes first past 1,024 rooms.
 _KNOWN_ROOMS_MAX = 1024
-_known_rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[str, bytes]] = (
+_KNOWN_ROOMS_SECONDS = 120.0
+_known_rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[str, tuple[bytes, float]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -232,7 +235,7 @@ async def _read(k: str) -> bytes | None:
     return raw
 
 
-def _known() -> OrderedDict[str, bytes]:
+def _known() -> OrderedDict[str, tuple[bytes, float]]:
     loop = asyncio.get_running_loop()
     known = _known_rooms.get(loop)
     if known is None:
@@ -245,10 +248,15 @@ def _remember(k: str, raw: bytes, *, ended: bool = False) -> None:
     if ended:
         known.pop(k, None)
         return
-    known[k] = raw
+    now = time.monotonic()
+    known[k] = (raw, now)
     known.move_to_end(k)
-    if len(known) > _KNOWN_ROOMS_MAX:
-        known.popitem(last=False)
+    # Least recently touched first: drop from the front while too many or too old.
+    while known:
+        first, (_, touched) = next(iter(known.items()))
+        if len(known) <= _KNOWN_ROOMS_MAX and now - touched <= _KNOWN_ROOMS_SECONDS:
+            break
+        del known[first]
 
 
 async def rooms_active() -> list[str]:

@@ -322,14 +322,31 @@ class Player(_Authenticated):
             PARTY.open(code)
             self.play(code, party_host=True)
             return
-        with self.client.post(
-            "/api/matchmaking/", headers=self.auth(), name="/api/matchmaking/", catch_response=True
-        ) as r:
-            if r.status_code != 200:
+        code = self.quick_match()
+        if code is not None:
+            self.play(code)
+
+    def quick_match(self) -> str | None:
+        """POST /api/matchmaking/; a busy server's 503 is retried after its Retry-After (twice).
+
+        Each 503 stays a failure in the statistics (the verdict sees it); the retry is what a
+        real client does, so the player goes on playing instead of leaving the load.
+        """
+        for attempt in range(3):
+            with self.client.post(
+                "/api/matchmaking/", headers=self.auth(), name="/api/matchmaking/", catch_response=True
+            ) as r:
+                if r.status_code == 200:
+                    return str(r.json()["code"])
                 r.failure(f"{r.status_code} {r.text[:200]}")
-                return
-            code = str(r.json()["code"])
-        self.play(code)
+                if r.status_code != 503 or attempt == 2:
+                    return None
+                try:
+                    wait = float(r.headers.get("Retry-After") or 1)
+                except ValueError:
+                    wait = 1.0
+            gevent.sleep(min(wait, 10.0))
+        return None
 
     def play(self, code: str, *, party_host: bool = False) -> None:
         """Play one game in room `code`; report it as `game` when it is over."""

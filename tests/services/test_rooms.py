@@ -264,3 +264,22 @@ async def test_the_stored_room_is_the_engine_format_with_its_version(make_user):
     raw = await store.client().get(store.key("room", code))
     room = await services.room_get(code=code)
     assert json.loads(raw) == json.loads(json.dumps(room_to_dict(room)))
+
+
+async def test_a_process_forgets_rooms_it_has_not_touched_for_two_minutes_and_keeps_at_most_1024(
+    monkeypatch,
+):
+    clock = [1000.0]
+    monkeypatch.setattr(store.time, "monotonic", lambda: clock[0])
+    store._known().clear()
+    store._remember("old", b"{}")
+    clock[0] += store._KNOWN_ROOMS_SECONDS + 1
+    store._remember("new", b"{}")
+    assert list(store._known()) == ["new"]
+    for i in range(store._KNOWN_ROOMS_MAX + 10):
+        store._remember(f"room{i}", b"{}")
+    known = store._known()
+    assert len(known) == store._KNOWN_ROOMS_MAX
+    assert "new" not in known and f"room{store._KNOWN_ROOMS_MAX + 9}" in known
+    store._remember("room20", b"{}", ended=True)
+    assert "room20" not in known
