@@ -44,6 +44,7 @@ import gevent
 import requests
 from gevent.event import Event
 from locust import HttpUser, between, events
+from locust.clients import HttpSession
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -63,6 +64,12 @@ LOBBY_WAIT_SECONDS = 15.0
 PARTY_WAIT_SECONDS = 10.0
 # Access tokens live 30 minutes on the server; fetch a new one well before.
 TOKEN_MAX_AGE_SECONDS = 20 * 60
+# Daphne (Twisted) closes an HTTP connection that has been idle for 60 s. A request sent on
+# it at that moment gets no response at all (RemoteDisconnected: status 0 in Locust), and
+# a POST is not retried: a player's matchmaking request after a game of about a minute hit
+# it about once an hour. A player opens a new connection after this long instead, as a
+# proxy with a shorter keep-alive does (deploy/nginx/nginx.conf).
+HTTP_IDLE_SECONDS = 30.0
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 SCENARIO: sc.Scenario = sc.scenario_get(os.environ.get("LOADTEST_SCENARIO", "steady"))
@@ -163,6 +170,20 @@ def _claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+class FreshSession(HttpSession):
+    """Locust's HttpSession that never reuses a connection idle for HTTP_IDLE_SECONDS."""
+
+    last_used = 0.0
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if time.monotonic() - self.last_used > HTTP_IDLE_SECONDS:
+            self.close()  # the pools empty; the next request connects anew
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            self.last_used = time.monotonic()
+
+
 class _Authenticated(HttpUser):
     """An HttpUser with a NuxTest account and a fresh access token."""
 
@@ -171,6 +192,16 @@ class _Authenticated(HttpUser):
     token: str
     token_at: float = 0.0
     user_id: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client = FreshSession(
+            base_url=self.host,
+            request_event=self.environment.events.request,
+            user=self,
+            pool_manager=self.pool_manager,
+        )
+        self.client.trust_env = False
 
     def on_start(self) -> None:
         ACCOUNTS.load(self.host or "")

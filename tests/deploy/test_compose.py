@@ -241,6 +241,18 @@ def test_nginx_upgrades_websockets_balances_and_keeps_metrics_private():
     assert conf.count("location = /metrics") >= 2 and "return 403" in conf
 
 
+def test_nginx_lets_go_of_idle_upstream_connections_before_daphne_closes_them():
+    from twisted.web.http import HTTPFactory  # Daphne's HTTP factory keeps Twisted's default
+
+    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    upstream = conf[conf.index("upstream nuxtest_web") :]
+    upstream = upstream[: upstream.index("}")]
+    assert "keepalive " in upstream
+    found = re.search(r"keepalive_timeout (\d+)s;", upstream)
+    assert found, "nginx's upstream keep-alive defaults to 60 s, Daphne's idle close too"
+    assert int(found.group(1)) < HTTPFactory().timeOut
+
+
 def test_make_up_and_down_drive_the_app_stack():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"(?m)^up:", makefile) and re.search(r"(?m)^down:", makefile)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,53 @@ def test_the_locustfile_imports_and_lists_its_users():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["Player", "Abuser"]
+
+
+def test_a_player_opens_a_new_http_connection_after_an_idle_pause():
+    # A server closes idle keep-alive connections (Daphne after 60 s); a request sent on one
+    # as it closes gets no response. Here the pause is 0.5 s and the server counts connections.
+    code = textwrap.dedent(
+        """
+        import threading, time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import loadtest.locustfile as lf
+        from locust.env import Environment
+
+        opened = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                opened.append(self.client_address)
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        lf.HTTP_IDLE_SECONDS = 0.5
+        lf.Player.host = f"http://127.0.0.1:{server.server_port}"
+        player = lf.Player(Environment(user_classes=[lf.Player]))
+        counts = []
+        for pause in (0, 0.1, 0.1, 1.0, 0.1):
+            time.sleep(pause)
+            assert player.client.get("/").status_code == 200
+            counts.append(len(opened))
+        print(counts)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "[1, 1, 1, 2, 2]"
 
 
 # Each scenario, a few users for a few seconds: (scenario, users, seconds, extra environment).
