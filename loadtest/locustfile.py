@@ -175,7 +175,7 @@ class FreshSession(HttpSession):
 
     last_used = 0.0
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> Any:
         if time.monotonic() - self.last_used > HTTP_IDLE_SECONDS:
             self.close()  # the pools empty; the next request connects anew
         try:
