@@ -458,12 +458,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 if seq <= self.last_seq:
                     del self.held[seq]
                 elif seq == self.last_seq + 1 or gap_ok:
+                    if seq > self.last_seq + 1:
+                        self._gap(seq)
                     await self._forward_unlocked(self.held.pop(seq))
                 else:
                     break
         if not self.held and self.hold_timer is not None:
             self.hold_timer.cancel()
             self.hold_timer = None
+
+    def _gap(self, seq: int) -> None:
+        """Going on past missing broadcasts: the client sees the gap and resyncs."""
+        missing = seq - self.last_seq - 1
+        metrics.WS_BROADCAST_GAPS.inc(missing)
+        logger.warning(
+            "broadcasts %s-%s never arrived within %s ms; sending %s",
+            self.last_seq + 1,
+            seq - 1,
+            settings.NUXTEST_WS_REORDER_MS,
+            seq,
+            extra={"event": "broadcast_gap", "missing": missing, "seq": seq},
+        )
 
     async def _forward(self, message: dict[str, Any]) -> None:
         async with self.forward_lock:

@@ -114,6 +114,7 @@ async def room_connect(*, code: str, user_id: int, name: str, conn: str) -> dict
         return evts, rules.snapshot(room, player_id=user_id, now=now), len(room.players) > members
 
     room, (evts, snapshot, added) = await store.room_update(code, change)
+    events.order(code, evts)
     await _after(room, evts)
     if added and room.quick:
         # A quick-match seat taken through a shared link counts like one from matchmaking.
@@ -130,6 +131,7 @@ async def room_disconnect(*, code: str, user_id: int, conn: str) -> None:
         )
     except store.RoomNotFound:
         return
+    events.order(code, evts)
     await _after(room, evts)
 
 
@@ -170,6 +172,7 @@ async def game_start(*, code: str, by: int | None) -> None:
         code,
         lambda room: rules.start(room, by=by, questions=questions, game_id=game_id, rng=_rng, now=now),
     )
+    events.order(code, evts)
     if room.quick:
         await store.quick_close(code)
     await _after(room, evts)
@@ -194,9 +197,13 @@ async def answer_submit(
         code,
         lambda room: rules.answer(room, player_id=user_id, round_number=round_number, option=option, now=now),
     )
-    if ack is not None:
-        await ack(outcome)
-    await _after(room, evts)
+    events.order(code, evts)
+    try:
+        if ack is not None:
+            await ack(outcome)
+    finally:
+        # The round this answer closed goes out even if the answering player is gone.
+        await _after(room, evts)
     return outcome
 
 
@@ -229,6 +236,7 @@ async def round_close_due(*, code: str, round_number: int, trigger: str = TRIGGE
         return rules.round_close(room, now=max(now_ms(), r.deadline), trigger=trigger)
 
     room, evts = await store.room_update(code, change)
+    events.order(code, evts)
     await _after(room, evts)
     return bool(evts)
 
@@ -252,6 +260,7 @@ async def round_advance_due(*, code: str, round_number: int) -> bool:
         return rules.round_advance(room, rng=_rng, now=now_ms())
 
     room, evts = await store.room_update(code, change)
+    events.order(code, evts)
     await _after(room, evts)
     return bool(evts)
 

@@ -498,6 +498,10 @@ class Player(_Authenticated):
             elif kind == "state":  # after a sync
                 state = frame
                 status = frame["status"]
+                if status in ("finished", "abandoned"):
+                    # The game ended within the gap that made us sync: its game_over went
+                    # out before this state and will not come again.
+                    return
                 members |= {p["id"] for p in frame["players"]}
                 pending = self._maybe_schedule(frame, answered) or pending
             elif kind == "round_result":

@@ -104,6 +104,10 @@ CHANNEL_LAYER_DROPPED = Counter(
     "nuxtest_channel_layer_dropped_messages_total",
     "Group messages channels-redis dropped because a channel was over capacity.",
 )
+WS_BROADCAST_GAPS = Counter(
+    "nuxtest_ws_broadcast_gaps_total",
+    "Room broadcasts a connection never sent: it went on past a seq gap after the reorder hold.",
+)
 
 # --- Game ------------------------------------------------------------------------------------
 # nuxtest_rooms{status} and nuxtest_players_online are read from Redis at scrape time:

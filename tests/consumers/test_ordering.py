@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.layers import get_channel_layer
+from prometheus_client import REGISTRY
 
 from game import events
 from tests.conftest import recv, ws_join
@@ -31,17 +32,22 @@ async def test_a_broadcast_that_overtakes_an_earlier_one_is_held_until_it_arrive
         await comm.disconnect()
 
 
-async def test_a_real_gap_is_forwarded_after_the_wait_so_the_client_can_resync(make_user, settings):
+async def test_a_real_gap_is_forwarded_after_the_wait_so_the_client_can_resync(make_user, settings, caplog):
     settings.NUXTEST_WS_REORDER_MS = 30
     (alice,) = await users(make_user, "alice")
     code = await room_new(alice)
     comm, state = await ws_join(code, alice)
     seq = state["seq"]
+    gaps = REGISTRY.get_sample_value("nuxtest_ws_broadcast_gaps_total") or 0.0
     try:
         await publish_raw(code, seq + 3)
         await publish_raw(code, seq + 2)
         # seq + 1 never comes: the held frames go out in order once the wait is over.
         assert [(await recv(comm))["seq"] for _ in range(2)] == [seq + 2, seq + 3]
+        # ... and the server says so: one broadcast this connection never sent.
+        assert REGISTRY.get_sample_value("nuxtest_ws_broadcast_gaps_total") == gaps + 1
+        (line,) = [r for r in caplog.records if getattr(r, "event", None) == "broadcast_gap"]
+        assert (line.missing, line.seq) == (1, seq + 2)
         await publish_raw(code, seq + 1)  # too late: already passed, dropped
         await publish_raw(code, seq + 4)
         assert (await recv(comm))["seq"] == seq + 4

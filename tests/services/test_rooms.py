@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 
-from game import services, store
+from game import events, services, store
 from game.engine import rules
 from game.engine.model import room_to_dict
 from game.models import Category, Question
@@ -283,3 +284,58 @@ async def test_a_process_forgets_rooms_it_has_not_touched_for_two_minutes_and_ke
     assert "new" not in known and f"room{store._KNOWN_ROOMS_MAX + 9}" in known
     store._remember("room20", b"{}", ended=True)
     assert "room20" not in known
+
+
+# --- Publication order ----------------------------------------------------------------------------
+
+
+def slow_group_send(monkeypatch: pytest.MonkeyPatch, slow_seq: int, seconds: float) -> None:
+    """The channel layer's group_send takes `seconds` longer for the frame with seq `slow_seq`."""
+    layer = get_channel_layer()
+    original = layer.group_send
+
+    async def group_send(group: str, message: dict) -> None:
+        if message["frame"]["seq"] == slow_seq:
+            await asyncio.sleep(seconds)
+        await original(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+
+
+async def test_a_rooms_broadcasts_leave_one_process_in_seq_order_when_an_earlier_one_is_slow(
+    make_user, listen, monkeypatch
+):
+    alice, bob, carol = await users(make_user, "alice", "bob", "carol")
+    code = await room_new(alice)
+    for person in (alice, bob, carol):
+        await connect(code, person)
+    listener = await listen(code)
+    # Bob's player_left (seq 4) is written first and its group_send is slow; Carol's (seq 5)
+    # would overtake it, and every player would see a gap.
+    slow_group_send(monkeypatch, slow_seq=4, seconds=0.3)
+    await asyncio.gather(disconnect(code, bob), disconnect(code, carol))
+    frames = [await listener.next(), await listener.next()]
+    assert [(f["seq"], f["player"]["id"]) for f in frames] == [(4, bob.pk), (5, carol.pk)]
+
+
+async def test_a_place_in_the_order_never_published_holds_the_next_broadcast_once_and_briefly(
+    make_user, listen, monkeypatch, caplog
+):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await room_new(alice)
+    await connect(code, alice)
+    await connect(code, bob)
+    listener = await listen(code)
+    monkeypatch.setattr(events, "_ORDER_WAIT_SECONDS", 0.2)
+    loop = asyncio.get_running_loop()
+    # A transition that took its place (seq 2) and failed before it published.
+    events.order(code, [{"type": "player_joined", "seq": 2}])
+    started = loop.time()
+    await disconnect(code, bob)  # player_left, seq 3: waits for seq 2, gives up, goes out
+    assert (await listener.next())["seq"] == 3
+    assert loop.time() - started >= 0.2
+    assert [r for r in caplog.records if getattr(r, "event", None) == "publish_order_timeout"]
+    started = loop.time()
+    await connect(code, bob)  # the stale place is gone: no wait
+    assert (await listener.next())["seq"] == 4
+    assert loop.time() - started < 0.2
