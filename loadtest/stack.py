@@ -1,6 +1,13 @@
 """Start a NuxTest stack by hand for benchmarks and capacity runs: Redis, web, worker, beat.
 
     python -m loadtest.stack --port 8001            # one Daphne, a worker, beat; Ctrl-C stops
+    python -m loadtest.stack --port 8001 --prometheus 9090   # and a Prometheus scraping them
+
+With --prometheus, a real Prometheus (Debian's `prometheus` package) scrapes the web process,
+the worker and itself every 5 s with the project's jobs and rules
+(observability/prometheus/, see loadtest/prometheus.py); `python -m loadtest.panels
+--prometheus http://127.0.0.1:9090 --since 5m` then prints what the dashboards show. Its
+data lives as long as the stack: read it before stopping.
 
 Ctrl-C or SIGTERM stops it; started in the background by a script, only SIGTERM does (a
 non-interactive shell starts background jobs with SIGINT ignored).
@@ -27,9 +34,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
+from loadtest.prometheus import LocalPrometheus
 from nuxtest.embedded import redis_argv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,8 +153,15 @@ class Stack:
         wait_http(url + health, proc, self.logs / f"{name}.log")
         return url
 
-    def start_worker(self, name: str = "worker", *, cpu: int | None = None, concurrency: int = 2) -> None:
-        """A Celery worker for the game's timers; returns when it is ready."""
+    def start_worker(
+        self, name: str = "worker", *, cpu: int | None = None, concurrency: int = 2, metrics_port: int = 0
+    ) -> None:
+        """A Celery worker for the game's timers (metrics on `metrics_port` if not 0); returns when ready."""
+        assert self.workdir is not None
+        multiproc = {}
+        if metrics_port:  # prefork: the pool processes' metrics meet in one directory
+            (self.workdir / f"metrics-{name}").mkdir(exist_ok=True)
+            multiproc["PROMETHEUS_MULTIPROC_DIR"] = str(self.workdir / f"metrics-{name}")
         proc = self.start(
             name,
             [
@@ -161,9 +177,9 @@ class Stack:
                 f"{name}-{uuid.uuid4().hex[:6]}@%h",
             ],
             cpu=cpu,
-            # INFO: readiness is read from the worker's "ready." line; no metrics port, which
-            # another worker on this machine may hold.
-            env={"LOG_LEVEL": "INFO", "NUXTEST_WORKER_METRICS_PORT": "0"},
+            # INFO: readiness is read from the worker's "ready." line. No metrics port unless
+            # asked (another worker on this machine may hold the default one).
+            env={"LOG_LEVEL": "INFO", "NUXTEST_WORKER_METRICS_PORT": str(metrics_port), **multiproc},
         )
         log = self.logs / f"{name}.log"
         deadline = time.monotonic() + 60
@@ -250,18 +266,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--web-cpu", type=int, default=None, help="pin the web process to this CPU")
     parser.add_argument("--no-worker", action="store_true", help="no Celery worker and beat")
+    parser.add_argument("--prometheus", type=int, default=0, metavar="PORT", help="run a Prometheus on PORT")
     args = parser.parse_args(argv)
-    stack = Stack.create(ROOT / "loadtest" / "reports" / "stack-logs")
+    logs = ROOT / "loadtest" / "reports" / "stack-logs"
+    stack = Stack.create(logs)
+    prometheus = None
     try:
         url = stack.start_web("web", server=args.server, port=args.port or None, cpu=args.web_cpu)
+        targets = {"nuxtest-web": [urlsplit(url).netloc]}
         if not args.no_worker:
-            stack.start_worker()
+            worker_port = free_port() if args.prometheus else 0
+            stack.start_worker(metrics_port=worker_port)
             stack.start_beat()
+            if worker_port:
+                targets["nuxtest-celery"] = [f"127.0.0.1:{worker_port}"]
         pid = stack.procs["web"].pid
         print(
             f"NuxTest stack at {url} (web pid {pid}; Redis {stack.env['REDIS_URL']}); Ctrl-C stops",
             flush=True,
         )
+        if args.prometheus:
+            assert stack.workdir is not None
+            prometheus = LocalPrometheus(
+                stack.workdir / "prometheus", args.prometheus, logs / "prometheus.log"
+            )
+            prometheus.write_rules()
+            prometheus.write_config({**targets, "prometheus": [f"127.0.0.1:{args.prometheus}"]})
+            prometheus.start()
+            print(f"Prometheus at {prometheus.url} (scrapes every 5 s)", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(p.poll() is None for p in stack.procs.values()):
             time.sleep(1)
@@ -270,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         stack.stop_all()
 
 

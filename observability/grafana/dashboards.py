@@ -85,6 +85,21 @@ def buckets(histogram: str, *matchers: str) -> str:
     return f"sum by (le) (increase({sel(f'{histogram}_bucket', *matchers)}[{RATE}]))"
 
 
+def or_zero(expr: str, like: str) -> str:
+    """`expr`, or 0 for each series of `like` that `expr` lacks.
+
+    An error counter has no series until its first error, so a ratio of errors draws
+    "No data" on a healthy system, which reads as a broken panel at 3 a.m.
+    """
+    return f"({expr} or {like} * 0)"
+
+
+def or_none(expr: str, label: str = "") -> str:
+    """`expr`, or a single 0 series (with `label`="none") when it has no series at all."""
+    zero = f'label_replace(vector(0), "{label}", "none", "", "")' if label else "vector(0)"
+    return f"({expr} or on() {zero})"
+
+
 def agg(op: str, expr: str, by: str = "") -> str:
     """`op [by (...)] (expr)`."""
     grouping = f" by ({by})" if by else ""
@@ -538,8 +553,11 @@ def overview() -> Json:
         timeseries(
             "HTTP 5xx ratio",
             prom(
-                f"{rate('django_http_responses_total_by_status_total', matches('status', '5..'))}"
-                f" / {rate('django_http_responses_total_by_status_total')}",
+                or_zero(
+                    rate("django_http_responses_total_by_status_total", matches("status", "5..")),
+                    rate("django_http_responses_total_by_status_total"),
+                )
+                + f" / {rate('django_http_responses_total_by_status_total')}",
                 "5xx",
             ),
             unit="percentunit",
@@ -901,6 +919,19 @@ def websockets() -> Json:
         ),
         w=6,
     )
+    b.add(
+        with_links(
+            timeseries(
+                "Broadcast gaps: frames players lost (/s)",
+                prom(rate("nuxtest_ws_broadcast_gaps_total", by="instance"), "{{instance}}"),
+                thresholds=[(None, "green"), (0.001, "red")],
+                description="Broadcasts a connection went on without after the reorder hold (its client "
+                "resyncs). Zero in normal operation; see the `broadcast_gap` log lines.",
+            ),
+            "logs",
+        ),
+        w=6,
+    )
     return b.build()
 
 
@@ -952,8 +983,11 @@ def celery() -> Json:
         timeseries(
             "Failure ratio by task",
             prom(
-                f"{rate('nuxtest_celery_tasks_total', eq('state', 'failure'), by='task')}"
-                f" / {rate('nuxtest_celery_tasks_total', by='task')}",
+                or_zero(
+                    rate("nuxtest_celery_tasks_total", eq("state", "failure"), by="task"),
+                    rate("nuxtest_celery_tasks_total", by="task"),
+                )
+                + f" / {rate('nuxtest_celery_tasks_total', by='task')}",
                 "{{task}}",
             ),
             unit="percentunit",
@@ -1044,7 +1078,9 @@ def django() -> Json:
         with_links(
             timeseries(
                 "Exceptions by type (/s)",
-                prom(rate("django_http_exceptions_total_by_type_total", by="type"), "{{type}}"),
+                prom(
+                    or_none(rate("django_http_exceptions_total_by_type_total", by="type"), "type"), "{{type}}"
+                ),
             ),
             "logs",
         ),
@@ -1092,9 +1128,9 @@ def django() -> Json:
     b.add(
         timeseries(
             "Database errors and new connections (/s)",
-            prom(rate("django_db_errors_total", by="type"), "error {{type}}"),
+            prom(or_none(rate("django_db_errors_total", by="type"), "type"), "error {{type}}"),
             prom(rate("django_db_new_connections_total"), "new connections"),
-            prom(rate("django_db_new_connection_errors_total"), "connection errors"),
+            prom(or_none(rate("django_db_new_connection_errors_total")), "connection errors"),
         ),
         w=6,
     )

@@ -40,34 +40,33 @@ import asyncio
 import json
 import math
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import promql_parser
 import pytest
 import requests
 import yaml
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from loadtest.panels import figures, fill, panel_queries
+from loadtest.prometheus import LocalPrometheus, scrape_jobs
+from loadtest.prometheus import binary as prometheus_binary
 from tests.e2e.client import Player, api, new_player
 from tests.e2e.conftest import LOGS, Stack, free_port
 from tests.e2e.receivers import SentryReceiver
 from tests.e2e.test_telemetry import manage, play
-from tests.observability.support import PROMETHEUS, Rule, load_yaml, rule_files, rules, shorten_for
+from tests.observability.support import Rule, rule_files, rules, shorten_for
 
 T = TypeVar("T")
 
 REQUIRE = os.environ.get("NUXTEST_REQUIRE_PROMTOOL") == "1"
-PROMETHEUS_BIN = shutil.which("prometheus") or (
-    "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None
-)
+PROMETHEUS_BIN = prometheus_binary()
 
 pytestmark = [
     pytest.mark.e2e,
@@ -111,21 +110,8 @@ def workers_answering(stack: Stack) -> list[str]:
     return sorted(set(alive))
 
 
-@dataclass
-class Prometheus:
-    url: str
-    port: int
-    directory: Path
-    proc: subprocess.Popen[bytes] | None = None
-    log: BinaryIO | None = None
-
-    @property
-    def config_path(self) -> Path:
-        return self.directory / "prometheus.yml"
-
-    @property
-    def rules_dir(self) -> Path:
-        return self.directory / "rules"
+class Prometheus(LocalPrometheus):
+    """loadtest.prometheus's local Prometheus, on this stack's processes, `for:` shortened."""
 
     def targets_for(self, stack: Stack) -> dict[str, list[str]]:
         return {
@@ -134,42 +120,20 @@ class Prometheus:
             "prometheus": [f"127.0.0.1:{self.port}"],
         }
 
-    def write_config(self, stack: Stack) -> dict[str, list[str]]:
+    def write_stack_config(self, stack: Stack) -> dict[str, list[str]]:
         """prometheus.yml's jobs with static targets on this stack; returns the targets."""
-        source = load_yaml(PROMETHEUS / "prometheus.yml")
-        jobs = {job["job_name"]: job for job in source["scrape_configs"]}
-        assert set(jobs) == SCRAPED | NOT_RUN, (
+        assert set(scrape_jobs()) == SCRAPED | NOT_RUN, (
             "prometheus.yml's jobs changed: say here which this test scrapes",
-            sorted(jobs),
+            sorted(scrape_jobs()),
         )
         targets = self.targets_for(stack)
-        scrape_configs = []
-        for name in sorted(SCRAPED):
-            job = {k: v for k, v in jobs[name].items() if not k.endswith("_sd_configs")}
-            labels: dict[str, str] = {}
-            for static in job.pop("static_configs", []):
-                labels.update(static.get("labels", {}))
-            # Job name, metrics path, target labels (env) and relabelling stay as they are.
-            job["static_configs"] = [{"targets": targets[name], **({"labels": labels} if labels else {})}]
-            scrape_configs.append(job)
-        config = {
-            "global": {
-                **source["global"],
-                "scrape_interval": "1s",
-                "scrape_timeout": "1s",
-                "evaluation_interval": "1s",
-            },
-            "rule_files": [str(self.rules_dir / "*.yml")],
-            "scrape_configs": scrape_configs,
-        }
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        self.write_config(targets, interval="1s")
         return targets
 
-    def write_rules(self) -> None:
+    def write_shortened_rules(self) -> None:
         """The project's rule files, every `for:` shortened, nothing else changed."""
-        self.rules_dir.mkdir(parents=True, exist_ok=True)
-        for path in rule_files():
-            original = path.read_text(encoding="utf-8")
+
+        def shorten(path: Path, original: str) -> str:
             shortened = shorten_for(original, FOR)
             before, after = yaml.safe_load(original), yaml.safe_load(shortened)
             for group in after["groups"]:
@@ -180,68 +144,15 @@ class Prometheus:
                 for rule in group["rules"]:
                     rule.pop("for", None)
             assert after == before, f"{path.name}: shorten_for changed more than `for:`"
-            (self.rules_dir / path.name).write_text(shortened, encoding="utf-8")
+            return shortened
 
-    def start(self) -> None:
-        assert PROMETHEUS_BIN is not None
-        PROM_LOGS.mkdir(parents=True, exist_ok=True)
-        self.log = open(PROM_LOGS / f"prometheus-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [
-                PROMETHEUS_BIN,
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                # As docker-compose.obs.yml runs it (the web instances then answer in OpenMetrics).
-                "--enable-feature=exemplar-storage",
-                "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, f"prometheus exited with {self.proc.returncode}; see {PROM_LOGS}"
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"prometheus not ready in 30 s; see {PROM_LOGS}"
-            time.sleep(0.1)
+        self.write_rules(shorten)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.log is not None:
-            self.log.close()
-
-    def reload(self, stack: Stack) -> dict[str, list[str]]:
+    def reload_stack(self, stack: Stack) -> dict[str, list[str]]:
         """Point the scrape jobs at the stack as it is now (a worker replaced)."""
-        targets = self.write_config(stack)
-        r = requests.post(f"{self.url}/-/reload", timeout=10)
-        assert r.status_code == 200, r.text
+        targets = self.write_stack_config(stack)
+        self.reload()
         return targets
-
-    # --- HTTP API -------------------------------------------------------------------------------
-
-    def api(self, path: str, **params: str) -> Any:
-        r = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=5)
-        assert r.status_code == 200, (path, r.status_code, r.text[:300])
-        body = r.json()
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.api("query", query=expr)["result"]
-        return result
 
     def alerts(self, name: str) -> list[dict[str, Any]]:
         """Active (pending or firing) alerts of that name."""
@@ -258,9 +169,9 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     if PROMETHEUS_BIN is None:
         pytest.fail("prometheus is not installed; NUXTEST_REQUIRE_PROMTOOL=1 requires it")
     port = free_port()
-    prom = Prometheus(url=f"http://127.0.0.1:{port}", port=port, directory=tmp_path_factory.mktemp("prom"))
-    prom.write_rules()
-    prom.write_config(stack)
+    prom = Prometheus(tmp_path_factory.mktemp("prom"), port, PROM_LOGS / f"prometheus-{port}.log")
+    prom.write_shortened_rules()
+    prom.write_stack_config(stack)
     try:
         prom.start()
         yield prom
@@ -414,6 +325,65 @@ async def test_every_target_is_up_and_recording_rules_have_series_after_a_game(l
     assert not gap, gap
 
 
+# Metric name prefixes of the jobs this stack does not run (NOT_RUN): redis_exporter's,
+# postgres_exporter's and Flower's. A panel drawn only from them is empty here.
+NOT_RUN_PREFIXES = ("redis_", "pg_", "flower_")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects."""
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+async def test_every_dashboard_panel_draws_data_after_a_game(live, prometheus):
+    # A query that parses and names known metrics (tests/observability) can still draw
+    # nothing: a label the series lack, a histogram read without its buckets. Here each
+    # panel query runs as Grafana would send it, over the last two minutes of this stack.
+    variables = {"env": "local", "instance": ".+"}
+    checked, skipped = [], []
+    for query in panel_queries():
+        names = metric_names(fill(query.expr, variables=variables, interval="10s", window="120s"))
+        if names == {"ALERTS"}:  # drawn while an alert fires; none needs to here
+            skipped.append(query)
+        elif names and all(n.startswith(NOT_RUN_PREFIXES) for n in names):
+            skipped.append(query)
+        else:
+            checked.append(query)
+    assert len(checked) > 80, ([q.panel for q in skipped], len(checked))
+
+    await play(live)
+    # Four quick-match players fill a room, which starts at once: the matchmaking wait.
+    for player in [new_player(live.url) for _ in range(4)]:
+        r = api(live.url, player.token, "POST", "/api/matchmaking/")
+        assert r.status_code == 200, r.text
+    await play(live)  # the second game moves series already scraped: rate() sees it
+
+    def empty() -> list[str]:
+        end = time.time()
+        return [
+            f"{q.uid}: {q.panel}: {q.expr}"
+            for q in checked
+            if not figures(
+                prometheus.url, q, variables=variables, start=end - 120, end=end, step=2, interval="10s"
+            )
+        ]
+
+    gaps: list[str] = []
+
+    def drawn() -> bool:
+        gaps[:] = empty()
+        return not gaps
+
+    await until(drawn, 30, "data in every dashboard panel", lambda: "\n".join(gaps))
+
+
 # --- closing the loop ----------------------------------------------------------------------------
 
 
@@ -453,7 +423,7 @@ async def test_worker_loss_fires_celery_no_worker_and_a_new_worker_resolves_it(l
         if "worker1" not in live.procs:
             park_log("worker1")
             await asyncio.to_thread(live.start_worker, "worker1")
-        targets = await asyncio.to_thread(prometheus.reload, live)
+        targets = await asyncio.to_thread(prometheus.reload_stack, live)
     assert hostport(live.worker_metrics["worker1"]) in targets["nuxtest-celery"], targets
     await until_resolved(prometheus, "NuxtestCeleryNoWorker", 30, why)
     await until_resolved(prometheus, "NuxtestScrapeTargetDown", 30, why)
