@@ -236,6 +236,11 @@ class _Authenticated(HttpUser):
                 if r.status_code == 200:
                     self.token, self.token_at = r.json()["access"], time.monotonic()
                     return
+                if r.status_code != 401:
+                    # A busy or failing server, not an unknown account: a failure, and no
+                    # sign-up (a crowd of sign-ups is the dearest load there is).
+                    r.failure(f"refresh: {r.status_code} {r.text[:200]}")
+                    raise StopUser()
                 r.success()  # an expired or foreign refresh token
             if _claims(self.account["refresh"]).get("exp", 0) > time.time():
                 # Unexpired yet refused: this server does not know the account (another

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from rest_framework import exceptions
+from django.db import OperationalError
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -20,8 +22,35 @@ def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
     return path, str(detail)
 
 
+logger = logging.getLogger(__name__)
+
+
+def _pool_exhausted(exc: Exception) -> bool:
+    """A request that waited DB_POOL_TIMEOUT for a pooled database connection and got none."""
+    if not isinstance(exc, OperationalError):
+        return False
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover - psycopg[pool] is a dependency
+        return False
+    return isinstance(exc.__cause__, PoolTimeout)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, with validation errors flattened to one `detail` message."""
+    """DRF's handler, with validation errors flattened to one `detail` message.
+
+    A request that found every pooled database connection busy for DB_POOL_TIMEOUT (a
+    crowd of sign-ups or joins at once) is told to come back, not shown a server error.
+    """
+    if _pool_exhausted(exc):
+        logger.warning(
+            "no database connection free within DB_POOL_TIMEOUT", extra={"event": "db_pool_exhausted"}
+        )
+        return Response(
+            {"detail": "the server is busy; try again in a moment"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -78,3 +78,58 @@ def test_a_burst_of_requests_waits_for_the_pool_instead_of_opening_a_connection_
     unpooled = burst(0)
     assert unpooled["errors"] == [] and unpooled["done"] == 12
     assert unpooled["peak"] > 3, unpooled
+
+
+# One pooled connection, held by another thread (a request in progress) while a sign-up
+# comes in: it waits DB_POOL_TIMEOUT, then is told to come back (503, Retry-After).
+BUSY = """
+import json, threading, django
+django.setup()
+from django.db import connection, connections
+from django.test import Client
+held, release = threading.Event(), threading.Event()
+
+def request_in_progress():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        held.set()
+        release.wait(10)
+    connections.close_all()
+
+thread = threading.Thread(target=request_in_progress)
+thread.start()
+held.wait(10)
+r = Client(HTTP_HOST="localhost").post(
+    "/api/auth/signup/", {"username": "pool-waiter", "password": "correct horse battery"},
+    content_type="application/json",
+)
+release.set()
+thread.join()
+connections.close_all()
+after = Client(HTTP_HOST="localhost").post(
+    "/api/auth/signup/", {"username": "pool-waiter", "password": "correct horse battery"},
+    content_type="application/json",
+)
+print(json.dumps({"status": r.status_code, "retry": r.headers.get("Retry-After"), "body": r.json(),
+                  "after": after.status_code}))
+"""
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="Django's pool is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_finds_every_pooled_connection_busy_is_answered_503_with_retry_after():
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DB_POOL_MAX_SIZE": "1",
+        "DB_POOL_TIMEOUT": "0.5",
+        "NUXTEST_LOG_FORMAT": "text",
+    }
+    result = run_python(["-c", BUSY], env)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["status"] == 503 and got["retry"] == "1", got
+    assert got["body"] == {"detail": "the server is busy; try again in a moment"}
+    assert "db_pool_exhausted" in result.stderr + result.stdout
+    # Nothing was written by the refused request: the same sign-up then succeeds.
+    assert got["after"] == 201, got
