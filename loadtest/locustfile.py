@@ -170,6 +170,13 @@ def _claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+def why(r: Any) -> str:
+    """A failed response in a line: its status and body, or what went wrong without one."""
+    if r.status_code == 0:  # no response at all: the connection failed or was closed
+        return f"no response: {r.error!r}"[:300]
+    return f"{r.status_code} {r.text[:200]}"
+
+
 class FreshSession(HttpSession):
     """Locust's HttpSession that never reuses a connection idle for HTTP_IDLE_SECONDS."""
 
@@ -218,7 +225,7 @@ class _Authenticated(HttpUser):
             catch_response=True,
         ) as r:
             if r.status_code != 201:
-                r.failure(f"signup: {r.status_code} {r.text[:200]}")
+                r.failure(f"signup: {why(r)}")
                 raise StopUser()
         account = {"username": name, "password": PASSWORD, "refresh": ""}
         ACCOUNTS.keep(account)
@@ -239,7 +246,7 @@ class _Authenticated(HttpUser):
                 if r.status_code != 401:
                     # A busy or failing server, not an unknown account: a failure, and no
                     # sign-up (a crowd of sign-ups is the dearest load there is).
-                    r.failure(f"refresh: {r.status_code} {r.text[:200]}")
+                    r.failure(f"refresh: {why(r)}")
                     raise StopUser()
                 r.success()  # an expired or foreign refresh token
             if _claims(self.account["refresh"]).get("exp", 0) > time.time():
@@ -261,7 +268,7 @@ class _Authenticated(HttpUser):
                     self.token, self.token_at = body["access"], time.monotonic()
                     return
                 if r.status_code != 401:
-                    r.failure(f"token: {r.status_code} {r.text[:200]}")
+                    r.failure(f"token: {why(r)}")
                     raise StopUser()
                 r.success()  # an account this server does not know (another database)
             self.account = self._signup()
@@ -289,7 +296,7 @@ class _Authenticated(HttpUser):
             "/api/rooms/", json=settings, headers=self.auth(), name=name, catch_response=True
         ) as r:
             if r.status_code != 201:
-                r.failure(f"{r.status_code} {r.text[:200]}")
+                r.failure(why(r))
                 return None
             return str(r.json()["code"])
 
@@ -374,7 +381,7 @@ class Player(_Authenticated):
             ) as r:
                 if r.status_code == 200:
                     return str(r.json()["code"])
-                r.failure(f"{r.status_code} {r.text[:200]}")
+                r.failure(why(r))
                 if r.status_code != 503 or attempt == 2:
                     return None
                 try:
