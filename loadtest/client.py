@@ -141,6 +141,11 @@ class GameSocket:
         """Close politely (close frame), then stop the reader."""
         if self.ws is not None:
             try:
+                # The reader leaves the socket without a timeout, and websocket-client sends
+                # the close frame with the socket's own: a full send buffer (a flood the
+                # server stopped reading) would hold this player, and Locust's shutdown, forever.
+                if self.ws.sock is not None:
+                    self.ws.sock.settimeout(2)
                 self.ws.close(timeout=2)
             except Exception:  # noqa: S110 - already gone
                 pass
