@@ -274,10 +274,19 @@ async def quickmatch_place(*, user_id: int, name: str) -> Room:
     Raises store.LockBusy when other placements hold the way for too long.
     """
     async with store.quick_locked():
-        return await _quickmatch_place(user_id=user_id, name=name)
+        room, seated = await _quickmatch_place(user_id=user_id, name=name)
+        if seated and len(room.players) >= room.settings.max_players:
+            await store.quick_close(room.code)
+    # Starting a full room (the question bank, the first question, its timer) or arming the
+    # start timer happens after the lock: every other placement of every process waits on
+    # it, and at 20 joins/s the queue reached seconds when the start was inside.
+    if seated:
+        await _after_member_added(room)
+    return room
 
 
-async def _quickmatch_place(*, user_id: int, name: str) -> Room:
+async def _quickmatch_place(*, user_id: int, name: str) -> tuple[Room, bool]:
+    """The room the player is placed in, and whether this call seated them."""
     candidates = await store.quick_candidates()
     for code in candidates:
         try:
@@ -286,7 +295,7 @@ async def _quickmatch_place(*, user_id: int, name: str) -> Room:
             await store.room_forget(code)
             continue
         if room.player(user_id) is not None and room.status == LOBBY:
-            return room
+            return room, False
     quick_start_ms = _quick_start_ms()
     for code in candidates:
         now = now_ms()
@@ -304,8 +313,7 @@ async def _quickmatch_place(*, user_id: int, name: str) -> Room:
         except (rules.RoomFull, rules.GameAlreadyStarted):
             await store.quick_close(code)
             continue
-        await _after_member_added(room)
-        return room
+        return room, True
     room = await room_create(
         host_id=user_id, settings_raw={"max_players": rules.QUICK_MAX_PLAYERS}, quick=True
     )
@@ -314,7 +322,7 @@ async def _quickmatch_place(*, user_id: int, name: str) -> Room:
         lambda room: rules.member_add(room, player_id=user_id, name=name, now=now_ms()),
     )
     await store.quick_open(room.code, room.created_at)
-    return room
+    return room, False
 
 
 def _quick_start_ms() -> int:

@@ -180,3 +180,31 @@ async def test_a_start_timer_far_from_due_or_for_a_room_without_one_does_nothing
     await connect(private, carol)
     assert await services.quickmatch_autostart(code=private) is False
     assert await services.quickmatch_autostart(code="ZZZZZZ") is False
+
+
+async def test_a_full_rooms_start_does_not_hold_up_other_players_placements(make_user, monkeypatch, timers):
+    # Starting a game (the question bank, the first question, its timer) used to run under
+    # the lock every placement of every process queues on. Here the start waits until
+    # another placement has finished: under the lock it would wait forever (5 s, then fail).
+    a, b, c, d, e = await users(make_user, "a", "b", "c", "d", "e")
+    first = await quick_place(a)
+    assert [await quick_place(p) for p in (b, c)] == [first, first]
+    other_placement_done = asyncio.Event()
+    original = services.game_start
+
+    async def start_once_another_placement_is_done(**kwargs: Any) -> None:
+        await asyncio.wait_for(other_placement_done.wait(), 5)
+        await original(**kwargs)
+
+    monkeypatch.setattr(services, "game_start", start_once_another_placement_is_done)
+
+    async def place(player: Any) -> str:
+        code = await quick_place(player)
+        other_placement_done.set()
+        return code
+
+    codes = await asyncio.gather(place(d), place(e))
+    # One of the two filled the first room (and started it), the other opened the next.
+    assert first in codes and len(set(codes)) == 2
+    room = await services.room_get(code=first)
+    assert room.status == "playing" and len(room.players) == 4
