@@ -60,10 +60,11 @@ class Series:
     mean: float
 
 
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel, rows' nested panels included."""
     for panel in panels:
         yield panel
-        yield from _panels(panel.get("panels", []))
+        yield from iter_panels(panel.get("panels", []))
 
 
 def panel_queries(directory: Path = DASHBOARDS) -> list[PanelQuery]:
@@ -71,7 +72,7 @@ def panel_queries(directory: Path = DASHBOARDS) -> list[PanelQuery]:
     found = []
     for path in sorted(directory.glob("*.json")):
         board = json.loads(path.read_text(encoding="utf-8"))
-        for panel in _panels(board.get("panels", [])):
+        for panel in iter_panels(board.get("panels", [])):
             unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit") or "short"
             for target in panel.get("targets", []):
                 if target.get("datasource", {}).get("type") != "prometheus":

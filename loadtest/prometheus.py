@@ -47,7 +47,7 @@ def local_config(targets: dict[str, list[str]], *, rules: Path, interval: str) -
     discovery gives way to the static targets; no Alertmanager (read alerts from the API).
     """
     source = yaml.safe_load((CONFIG / "prometheus.yml").read_text(encoding="utf-8"))
-    jobs = scrape_jobs()
+    jobs = {job["job_name"]: job for job in source["scrape_configs"]}
     unknown = set(targets) - set(jobs)
     if unknown:
         raise ValueError(f"prometheus.yml has no job {sorted(unknown)}")

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import promql_parser
 import pytest
 import requests
 import yaml
@@ -61,7 +60,7 @@ from tests.e2e.client import Player, api, new_player
 from tests.e2e.conftest import LOGS, Stack, free_port
 from tests.e2e.receivers import SentryReceiver
 from tests.e2e.test_telemetry import manage, play
-from tests.observability.support import Rule, rule_files, rules, shorten_for
+from tests.observability.support import Rule, rule_files, rules, selectors, shorten_for
 
 T = TypeVar("T")
 
@@ -332,14 +331,7 @@ NOT_RUN_PREFIXES = ("redis_", "pg_", "flower_")
 
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects."""
-    names: set[str] = set()
-
-    def visit(node: object) -> None:
-        if isinstance(node, promql_parser.VectorSelector) and node.name:
-            names.add(node.name)
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
+    return {s.name for s in selectors(expr) if s.name}
 
 
 async def test_every_dashboard_panel_draws_data_after_a_game(live, prometheus):

@@ -8,14 +8,16 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
+
+from loadtest.panels import iter_panels
 
 ROOT = Path(__file__).resolve().parents[2]
 OBS = ROOT / "observability"
@@ -149,13 +151,6 @@ def dashboards() -> dict[str, dict[str, Any]]:
     return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARDS.glob("*.json"))}
 
 
-def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel, rows' nested panels included."""
-    for panel in panels:
-        yield panel
-        yield from iter_panels(panel.get("panels", []))
-
-
 def shorten_for(text: str, duration: str) -> str:
     """A rule file's text with every alert's `for:` replaced by `duration` (closed-loop tests)."""
     return re.sub(r"(?m)^(\s+for: )\S+$", rf"\g<1>{duration}", text)
@@ -177,6 +172,18 @@ def variables_used(expr: str) -> set[str]:
     """Dashboard variables a query refers to (Grafana's built-in `__` ones excluded)."""
     names = {a or b for a, b in GRAFANA_VARIABLE.findall(expr)}
     return {n for n in names if not n.startswith("__")}
+
+
+def selectors(expr: str) -> list[promql_parser.VectorSelector]:
+    """Every vector selector of a parsed expression (matrix selectors' included)."""
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
 
 
 def grafana_to_promql(expr: str) -> str:

@@ -16,7 +16,7 @@ from prometheus_client.utils import floatToGoString
 
 from game.telemetry import metrics as project
 from tests.observability import support
-from tests.observability.support import TARGET_LABELS
+from tests.observability.support import TARGET_LABELS, selectors
 
 QUERIES = support.all_promql()
 
@@ -38,18 +38,6 @@ try:  # the gauges read from Redis at scrape time
     BOUNDED[("nuxtest_rooms", "status")] = set(ROOM_STATUSES)
 except ImportError:  # pragma: no cover - before the collectors exist
     pass
-
-
-def selectors(expr: str) -> list[promql_parser.VectorSelector]:
-    """Every vector selector of a parsed expression (matrix selectors' included)."""
-    found: list[promql_parser.VectorSelector] = []
-
-    def visit(node: object) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            found.append(node)
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return found
 
 
 def metric_names(selector: promql_parser.VectorSelector, catalogue: support.Catalogue) -> set[str]:
