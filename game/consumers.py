@@ -1,7 +1,8 @@
 """The room WebSocket: parse and validate frames, call a service, send the reply.
 
-Protocol: docs/protocol.md. Broadcasts reach connections through the channel layer
-group `room.<CODE>`; a connection forwards only frames newer than the last `seq` it sent.
+Protocol: docs/protocol.md. Broadcasts reach connections through this process's hub
+(game/fanout.py), subscribed to the channel-layer group `room.<CODE>`; a connection forwards
+only frames newer than the last `seq` it sent.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import orjson
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from game import events, faults, services, shutdown, store
+from game import fanout, faults, services, shutdown, store
 from game.engine import rules
 from game.telemetry import context, metrics, sentry, tracing
 from game.throttle import TokenBucket
@@ -60,59 +63,7 @@ async def _heartbeat_forever() -> None:
             logger.warning(
                 "instance heartbeat failed", exc_info=True, extra={"event": "instance_heartbeat_failed"}
             )
-        receive_buffers_prune()
         await asyncio.sleep(HEARTBEAT_SECONDS)
-
-
-# Channels of this process's connections that have ended, with their layer and end time.
-# channels-redis keeps a buffer per channel name in each process, and a broadcast already on
-# its way when a connection ends (players leaving together: each one's `player_left` crosses
-# the others' exits) lands in a buffer that nobody reads again (django/channels_redis#384):
-# the process's memory grew with every such exit in a soak run. The buffers of ended
-# channels are dropped when the connection ends and again by the heartbeat for a while
-# after, as late messages can still arrive; only ended consumers' channels are touched, so
-# no live receive() ever loses its buffer.
-_ended: dict[str, tuple[Any, float]] = {}
-ENDED_WATCH_SECONDS = 120.0
-
-
-def _receive_buffer_drop(layer: Any, channel: str) -> int:
-    buffers = getattr(layer, "receive_buffer", None)  # RedisChannelLayer's; other layers have none
-    if not isinstance(buffers, dict):
-        return 0
-    queue = buffers.pop(channel, None)
-    return int(queue.qsize()) if queue is not None else 0
-
-
-def _ended_expire(now: float) -> None:
-    # Entries are in end order: the expired ones are at the front.
-    while _ended:
-        first, (layer, ended_at) = next(iter(_ended.items()))
-        if now - ended_at <= ENDED_WATCH_SECONDS:
-            break
-        _receive_buffer_drop(layer, first)
-        del _ended[first]
-
-
-def _ended_add(layer: Any, channel: str, now: float) -> None:
-    _ended[channel] = (layer, now)
-    # Expire here too, so the record stays bounded in a process whose heartbeat never
-    # started (one that has only refused handshakes).
-    _ended_expire(now)
-
-
-def receive_buffers_prune(*, now: float | None = None) -> int:
-    """Drop the channel-layer buffers of ended connections; the count of messages dropped."""
-    now = time.monotonic() if now is None else now
-    dropped = sum(_receive_buffer_drop(layer, channel) for channel, (layer, _) in list(_ended.items()))
-    _ended_expire(now)
-    if dropped:
-        logger.info(
-            "dropped %d messages buffered for closed connections",
-            dropped,
-            extra={"event": "channel_buffers_pruned", "messages": dropped},
-        )
-    return dropped
 
 
 async def heartbeat_ensure() -> None:
@@ -168,14 +119,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ without a channel per connection: the room's
+        # broadcasts come from this process's hub (game/fanout.py), which calls room_event.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        assert self.channel_layer is not None, "CHANNEL_LAYERS is not configured"
+        self.hub = fanout.hub(self.channel_layer)
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # The consumer's receive task is done now (cancelled and awaited by Channels).
-            channel = getattr(self, "channel_name", None)
-            if channel and self.channel_layer is not None:
-                _receive_buffer_drop(self.channel_layer, channel)
-                _ended_add(self.channel_layer, channel, time.monotonic())
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
 
     # --- Handshake ------------------------------------------------------------------------
 
@@ -183,7 +137,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.joined = False
         self.last_seq = 0
         self.code = str(self.scope["url_route"]["kwargs"]["code"]).upper()
-        self.conn = f"{INSTANCE_ID}|{self.channel_name}"
+        self.conn = f"{INSTANCE_ID}|{uuid.uuid4().hex}"
         self.bucket = TokenBucket(
             rate=settings.NUXTEST_WS_RATE_PER_SECOND,
             burst=settings.NUXTEST_WS_RATE_BURST,
@@ -229,9 +183,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         ):
             return self._refused("refused_too_many", CLOSE_TOO_MANY)
         self.counted = True
-        # Subscribe before reading the snapshot: no broadcast can fall between the two.
-        await self.channel_layer.group_add(events.room_group(self.code), self.channel_name)
+        # Subscribe before reading the snapshot: no broadcast can fall between the two
+        # (those that come before the `state` is sent are held until it is: room_event).
         self.subscribed = True
+        try:
+            await self.hub.join(self.code, self)
+        except BaseException:
+            self.subscribed = False
+            raise
         try:
             snapshot = await services.room_connect(
                 code=self.code, user_id=self.user_id, name=self.user_name, conn=self.conn
@@ -270,11 +229,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if getattr(self, "hold_timer", None) is not None:
             self.hold_timer.cancel()  # type: ignore[union-attr]
             self.hold_timer = None
-        # Unsubscribe first: the connection needs no broadcast of its own leaving, and each
-        # broadcast to a channel that has stopped reading is buffered in vain (see _ended).
+        # Unsubscribe first: the connection needs no broadcast of its own leaving.
         if getattr(self, "subscribed", False):
             self.subscribed = False
-            await self.channel_layer.group_discard(events.room_group(self.code), self.channel_name)
+            self.held.clear()
+            await self.hub.leave(self.code, self)
         if getattr(self, "joined", False):
             self.joined = False
             metrics.WS_CONNECTIONS.dec()
@@ -433,17 +392,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         does not, the held frames go out anyway and the client resyncs on the gap.
         """
         seq = message["frame"]["seq"]
-        if not self.joined or seq <= self.last_seq:
+        if seq <= self.last_seq or not self.subscribed:
+            return
+        if not self.joined:
+            # Subscribed, and the `state` not sent yet: it goes out after the state, if newer.
+            self.held[seq] = message
             return
         if seq > self.last_seq + 1:
             self.held[seq] = message
-            if self.hold_timer is None:
-                self.hold_timer = asyncio.get_running_loop().call_later(
-                    settings.NUXTEST_WS_REORDER_MS / 1000, self._hold_expired
-                )
+            self._hold_arm()
             return
         await self._forward(message)
         await self._forward_held(gap_ok=False)
+
+    def _hold_arm(self) -> None:
+        if self.hold_timer is None:
+            self.hold_timer = asyncio.get_running_loop().call_later(
+                settings.NUXTEST_WS_REORDER_MS / 1000, self._hold_expired
+            )
 
     def _hold_expired(self) -> None:
         self.hold_timer = None
@@ -466,6 +432,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not self.held and self.hold_timer is not None:
             self.hold_timer.cancel()
             self.hold_timer = None
+        elif self.held and self.joined:
+            self._hold_arm()  # past a gap (held before the `state` went out, say)
 
     def _gap(self, seq: int) -> None:
         """Going on past missing broadcasts: the client sees the gap and resyncs."""
@@ -489,14 +457,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if frame["seq"] <= self.last_seq:
             return
         self.last_seq = frame["seq"]
-        with (
-            tracing.attach_remote(message.get("trace")),
-            tracing.span(
-                "ws.broadcast",
-                {"nuxtest.room": self.code, "nuxtest.event": frame["type"], "enduser.id": self.user_id},
-            ),
-        ):
-            await self._send(frame)
+        # Traced by the hub's ws.broadcast span, one per process and broadcast (game/fanout.py).
+        await self._send(frame)
 
     async def _send_state(self, snapshot: dict[str, Any]) -> None:
         async with self.forward_lock:

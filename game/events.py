@@ -1,7 +1,8 @@
 """Publishing room events to the channel layer; only services call this.
 
 Each group_send is timed, traced and counted here (the one place broadcasts leave), and
-carries the W3C trace context so that each connection's forward joins the same trace.
+carries the W3C trace context so that each process's fan-out (game/fanout.py) joins the
+same trace.
 Within one process a room's events leave in `seq` order (`order`, then `publish`).
 """
 
@@ -132,7 +133,7 @@ async def _send_all(code: str, events: list[dict[str, Any]]) -> None:
             "group_send",
             {"nuxtest.room": code, "nuxtest.event": event["type"], "nuxtest.seq": event.get("seq", 0)},
         ):
-            message: dict[str, Any] = {"type": "room.event", "frame": event}
+            message: dict[str, Any] = {"type": "room.event", "room": code, "frame": event}
             headers = tracing.carrier()
             if headers:
                 message["trace"] = headers

@@ -16,7 +16,7 @@ async def publish_raw(code: str, seq: int) -> None:
     frame: dict[str, Any] = {"type": "player_left", "player": {"id": 0, "name": f"ghost{seq}"}, "seq": seq}
     layer = get_channel_layer()
     assert layer is not None
-    await layer.group_send(events.room_group(code), {"type": "room.event", "frame": frame})
+    await layer.group_send(events.room_group(code), {"type": "room.event", "room": code, "frame": frame})
 
 
 async def test_a_broadcast_that_overtakes_an_earlier_one_is_held_until_it_arrives(make_user):

@@ -21,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 def _attr(value: Any) -> Any:
     kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_attr(v) for v in value.array_value.values]
     return getattr(value, kind) if kind else None
 
 
