@@ -8,3 +8,9 @@ class GameConfig(AppConfig):
 
     name = "game"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Every process (web, worker, beat, tests) talks to Redis through redis-py's asyncio pool.
+        from game.redis_tune import redis_tune
+
+        redis_tune()
