@@ -148,7 +148,9 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key the project writes starts with this prefix (tests use a random one each).
 NUXTEST_REDIS_PREFIX = env_str("NUXTEST_REDIS_PREFIX", "nuxtest:")
 
-CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
+# channels-redis's core layer in fewer round trips per message (game/channel_layer.py);
+# channels_redis.core.RedisChannelLayer is the stock one, and the pub/sub layer works too.
+CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "game.channel_layer.RedisChannelLayer")
 _channel_layer_config: dict[str, Any] = {
     # channels-redis's default pool (100) raises MaxConnectionsError at a few hundred
     # players; its default capacity (100 per process) silently drops group messages.
