@@ -14,7 +14,9 @@ core to itself. Measures:
 4. telemetry cost: the game again with telemetry fully off (no exporter, OTEL_SDK_DISABLED,
    warnings-only logs) and fully on (100 % trace sampling exported by OTLP/HTTP to a local
    sink in this process, INFO JSON logs, Sentry pointed at the same sink); ratio on / off
-   (target ≥ 0.90) and the p99 difference (target ≤ 1 ms). `--no-telemetry` skips it;
+   (target ≥ 0.90); then both again below saturation (players think 0.5-1.5 s,
+   `--paced-think`) for the p99 difference (target ≤ 1 ms: at saturation a closed loop's
+   latency is its queue, which any slowdown lengthens). `--no-telemetry` skips it;
 5. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
    those variables in the server's environment.
 
@@ -30,6 +32,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -46,6 +49,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from loadtest.stack import ROOT, Stack
 
 CORE_LAYER = "channels_redis.core.RedisChannelLayer"
+# Variants measured a second time below saturation (`--paced-think`).
+PACED = ("telemetry off", "telemetry on")
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
 LAYERS = {"core": CORE_LAYER, "pubsub": PUBSUB_LAYER}
 ANSWER = '{"type":"answer","round":1,"option":2}'
@@ -159,9 +164,14 @@ class GameCounters:
 
 
 async def _player(
-    ws: ClientConnection, state: dict[str, Any], window: Window, counters: GameCounters, host: bool
+    ws: ClientConnection,
+    state: dict[str, Any],
+    window: Window,
+    counters: GameCounters,
+    host: bool,
+    think: float = 0.0,
 ) -> None:
-    """Answer every question at once; count acks; check the room's seq."""
+    """Answer every question (at once, or after 0.5-1.5 x `think` s); count acks; check the room's seq."""
     last_seq = int(state["seq"])
     sent_at: dict[int, float] = {}
     if host:
@@ -182,6 +192,8 @@ async def _player(
             last_seq = max(last_seq, frame["seq"])
         if kind == "question":
             n = int(frame["round"])
+            if think:
+                await asyncio.sleep(think * random.uniform(0.5, 1.5))
             sent_at[n] = time.perf_counter()
             await ws.send(f'{{"type":"answer","round":{n},"option":{n % 4}}}')
         elif kind == "answer_ack":
@@ -199,7 +211,9 @@ async def _player(
             return
 
 
-async def _room_loop(base: str, tokens: list[str], window: Window, counters: GameCounters) -> None:
+async def _room_loop(
+    base: str, tokens: list[str], window: Window, counters: GameCounters, think: float = 0.0
+) -> None:
     """Play 20-round games in rooms of len(tokens) until the window is over."""
     ws_base = base.replace("http://", "ws://")
     while not window.over():
@@ -229,7 +243,7 @@ async def _room_loop(base: str, tokens: list[str], window: Window, counters: Gam
             assert all(s["type"] == "state" for s in states), states
             await asyncio.gather(
                 *(
-                    _player(ws, st, window, counters, host=i == 0)
+                    _player(ws, st, window, counters, host=i == 0, think=think)
                     for i, (ws, st) in enumerate(zip(socks, states, strict=False))
                 )
             )
@@ -253,12 +267,18 @@ def make_tokens(n: int) -> list[str]:
     return [str(AccessToken.for_user(u)) for u in created]
 
 
-async def game(base: str, pid: int, name: str, rooms: int, warmup: float, duration: float) -> Figure:
-    """Answer throughput of one web process: `rooms` rooms of 4 answering at once."""
+async def game(
+    base: str, pid: int, name: str, rooms: int, warmup: float, duration: float, think: float = 0.0
+) -> Figure:
+    """Answer throughput of one web process: `rooms` rooms of 4 answering at once.
+
+    With `think`, players wait 0.5-1.5 x `think` s before each answer: a load below
+    saturation, where answer->ack latency is the server's handling rather than its queue.
+    """
     tokens = await asyncio.to_thread(make_tokens, rooms * 4)
     window = Window(warmup, duration)
     counters = GameCounters()
-    loops = [_room_loop(base, tokens[i * 4 : i * 4 + 4], window, counters) for i in range(rooms)]
+    loops = [_room_loop(base, tokens[i * 4 : i * 4 + 4], window, counters, think) for i in range(rooms)]
     cpu = await _measure(pid, window, asyncio.gather(*loops))
     return Figure(
         name,
@@ -441,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-players", type=int, default=2000, help="idle players for the memory figure (0: skip)"
     )
     parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry on/off comparison")
+    parser.add_argument(
+        "--paced-think",
+        type=float,
+        default=1.0,
+        help="mean think time (s) of the paced telemetry on/off latency figures (0: skip them)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -567,6 +593,19 @@ def main(argv: list[str] | None = None) -> int:
                         args.duration,
                     )
                 )
+                if name in PACED and args.paced_think:
+                    # The same server again below saturation: the latency the telemetry adds.
+                    run(
+                        game(
+                            url,
+                            stack.procs["game"].pid,
+                            f"game daphne paced [{name}]",
+                            args.rooms,
+                            args.warmup,
+                            args.duration,
+                            think=args.paced_think,
+                        )
+                    )
                 stack.stop("game")
         if args.idle_players:
             url = stack.start_web("game", cpu=server_cpu, env=GAME_ENV)
@@ -708,14 +747,16 @@ def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
         if per_round:
             runs = ", ".join(f"{r:.2f}" for r in per_round)
             ratios.append(f"- {label}: **{statistics.median(per_round):.2f}** (rounds: {runs})")
-    on, off = figures.get("game daphne [telemetry on]"), figures.get("game daphne [telemetry off]")
-    if on and off:
-        deltas = [(a.pct(0.99) or 0) - (b.pct(0.99) or 0) for a, b in zip(on, off, strict=False)]
-        runs = ", ".join(f"{d:+.1f}" for d in deltas)
-        ratios.append(
-            f"- telemetry on minus off, answer→ack p99: **{statistics.median(deltas):+.1f} ms** "
-            f"(target ≤ +1 ms; rounds: {runs})"
-        )
+    for prefix, what in (("game daphne paced", "below saturation"), ("game daphne", "at saturation")):
+        on, off = figures.get(f"{prefix} [telemetry on]"), figures.get(f"{prefix} [telemetry off]")
+        if on and off:
+            deltas = [(a.pct(0.99) or 0) - (b.pct(0.99) or 0) for a, b in zip(on, off, strict=False)]
+            runs = ", ".join(f"{d:+.1f}" for d in deltas)
+            target = "target ≤ +1 ms; " if prefix.endswith("paced") else "a queue, not a target; "
+            ratios.append(
+                f"- telemetry on minus off, answer→ack p99 {what}: **{statistics.median(deltas):+.1f} ms** "
+                f"({target}rounds: {runs})"
+            )
     for name, fig in medians.items():
         if name.startswith("idle players"):
             ratios.append(f"- {name}: **{fig.rate:.0f} KiB** of the web process each (target < 50 KiB)")
