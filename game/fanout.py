@@ -116,7 +116,11 @@ class Hub:
                 )
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
-            await self.deliver(message)
+            try:
+                await self.deliver(message)
+            except Exception:
+                # A message this code cannot read must not end every connection's broadcasts.
+                logger.exception("broadcast not delivered", extra={"event": "fanout_deliver_failed"})
 
     async def deliver(self, message: dict[str, Any]) -> None:
         """Hand one broadcast to every connection of its room in this process, in join order."""

@@ -49,8 +49,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from loadtest.stack import ROOT, Stack
 
 CORE_LAYER = "channels_redis.core.RedisChannelLayer"
-# Variants measured a second time below saturation (`--paced-think`).
-PACED = ("telemetry off", "telemetry on")
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
 LAYERS = {"core": CORE_LAYER, "pubsub": PUBSUB_LAYER}
 ANSWER = '{"type":"answer","round":1,"option":2}'
@@ -467,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="mean think time (s) of the paced telemetry on/off latency figures (0: skip them)",
     )
+    parser.add_argument(
+        "--paced",
+        default="telemetry off,telemetry on",
+        help="variants measured again below saturation (comma-separated names)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -593,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.duration,
                     )
                 )
-                if name in PACED and args.paced_think:
+                if name in args.paced.split(",") and args.paced_think:
                     # The same server again below saturation: the latency the telemetry adds.
                     run(
                         game(

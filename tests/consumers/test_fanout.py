@@ -118,3 +118,21 @@ async def test_a_join_racing_the_last_leave_ends_subscribed():
         await hub.leave("ABCDEF", second)
         assert await group_members("ABCDEF") == []
     assert hub._locks == {}
+
+
+async def test_a_broadcast_the_hub_cannot_read_does_not_stop_the_next_ones(caplog):
+    layer = get_channel_layer()
+    hub = fanout.hub(layer)
+    listener = Recorder(3)
+    await hub.join("ABCDEF", listener)
+    try:
+        await layer.group_send(events.room_group("ABCDEF"), {"type": "room.event", "room": "ABCDEF"})
+        await publish_raw("ABCDEF", 1)
+        for _ in range(100):
+            if listener.got:
+                break
+            await asyncio.sleep(0.02)
+        assert listener.got == [1]
+        assert [r for r in caplog.records if getattr(r, "event", "") == "fanout_deliver_failed"]
+    finally:
+        await hub.leave("ABCDEF", listener)
