@@ -50,10 +50,6 @@ class Hub:
         # not end unsubscribed; with the number of callers holding or awaiting each lock.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    def connections(self, code: str) -> int:
-        """How many connections of this process the room has."""
-        return len(self.rooms.get(code, ()))
-
     async def join(self, code: str, listener: Listener) -> None:
         """Subscribe `listener` to the room's broadcasts; they may start before this returns."""
         await self._start()

@@ -83,6 +83,13 @@ class Recorder:
         self.fail = fail
         self.got: list[int] = []
 
+    async def wait(self, timeout: float = 2.0) -> None:
+        """Until a broadcast has come (or the timeout)."""
+        for _ in range(int(timeout / 0.02)):
+            if self.got:
+                return
+            await asyncio.sleep(0.02)
+
     async def room_event(self, message: dict[str, Any]) -> None:
         if self.fail:
             raise ConnectionError("the socket went away under it")
@@ -96,10 +103,7 @@ async def test_a_connection_that_fails_a_broadcast_does_not_cost_the_others_thei
     await hub.join("ABCDEF", fine)
     try:
         await publish_raw("ABCDEF", 1)
-        for _ in range(100):
-            if fine.got:
-                break
-            await asyncio.sleep(0.02)
+        await fine.wait()
         assert fine.got == [1]
         failed = [r for r in caplog.records if getattr(r, "event", "") == "broadcast_forward_failed"]
         assert [r.user_id for r in failed] == [1]
@@ -128,10 +132,7 @@ async def test_a_broadcast_the_hub_cannot_read_does_not_stop_the_next_ones(caplo
     try:
         await layer.group_send(events.room_group("ABCDEF"), {"type": "room.event", "room": "ABCDEF"})
         await publish_raw("ABCDEF", 1)
-        for _ in range(100):
-            if listener.got:
-                break
-            await asyncio.sleep(0.02)
+        await listener.wait()
         assert listener.got == [1]
         assert [r for r in caplog.records if getattr(r, "event", "") == "fanout_deliver_failed"]
     finally:
