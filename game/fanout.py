@@ -88,7 +88,9 @@ class Hub:
         if self.task is not None and not self.task.done() and self.loop is loop:
             return
         if self.channel is None:
-            channel = await self.layer.new_channel("hub")
+            # A process channel like any other: with channels-redis, every receiver of the
+            # process then reads one Redis key, so none waits on another's blocking pop.
+            channel = await self.layer.new_channel()
             self.channel = self.channel or channel
         if self.task is not None and not self.task.done() and self.loop is loop:
             return  # another join started it meanwhile
