@@ -18,20 +18,25 @@ from game.transport import daphne_tune  # noqa: E402
 daphne_tune()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+from nuxtest.handlers import SyncChainASGIHandler  # noqa: E402
+
+# What get_asgi_application() returns, with the middleware chain in one thread hop.
+django_asgi_app = SyncChainASGIHandler()
 
 from game.routing import websocket_urlpatterns  # noqa: E402
+from game.telemetry.loop import LoopLagMiddleware  # noqa: E402
 from game.ws_auth import BearerOrSessionAuthMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # Origin checks happen in the consumer, after accept, so that a refusal can be
-        # told apart by its close code (4403) instead of a bare handshake rejection.
-        "websocket": BearerOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
-    }
+application = LoopLagMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Origin checks happen in the consumer, after accept, so that a refusal can be
+            # told apart by its close code (4403) instead of a bare handshake rejection.
+            "websocket": BearerOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )
 
 # Everything loaded so far (Django, the libraries, the URL conf: most of the process's

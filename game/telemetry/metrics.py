@@ -109,6 +109,14 @@ WS_BROADCAST_GAPS = Counter(
     "Room broadcasts a connection never sent: it went on past a seq gap after the reorder hold.",
 )
 
+# --- Web process -----------------------------------------------------------------------------
+EVENT_LOOP_LAG = Histogram(
+    "nuxtest_event_loop_lag_seconds",
+    "How late the web process's event loop ran a timer (sampled every 100 ms): time the "
+    "loop was held by a step, a garbage collection or another thread holding the GIL.",
+    buckets=FAST_BUCKETS,
+)
+
 # --- Game ------------------------------------------------------------------------------------
 # nuxtest_rooms{status} and nuxtest_players_online are read from Redis at scrape time:
 # see game.telemetry.collectors (the same value from every web instance: use max()).

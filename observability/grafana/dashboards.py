@@ -865,6 +865,7 @@ def websockets() -> Json:
             minimum=None,
             description="Exemplars (dots) link to the trace of one frame.",
         ),
+        w=8,
     )
     b.add(
         with_links(
@@ -878,6 +879,27 @@ def websockets() -> Json:
             ),
             "slos",
         ),
+        w=8,
+    )
+    b.add(
+        timeseries(
+            "Event loop lag by instance",
+            prom(quantile(0.99, "nuxtest_event_loop_lag_seconds", by="instance"), "p99 {{instance}}"),
+            prom(
+                f"{rate('nuxtest_event_loop_lag_seconds_sum', by='instance')}"
+                f" / {rate('nuxtest_event_loop_lag_seconds_count', by='instance')}",
+                "mean {{instance}}",
+            ),
+            unit="s",
+            thresholds=[(None, "green"), (0.05, "red")],
+            log_scale=True,
+            minimum=None,
+            description="How late each web process's event loop ran a timer (sampled every 100 ms). "
+            "Every frame of the process waits for that loop: a high p99 here with a high answer "
+            "latency means the process was held (a slow step, a garbage collection, threads "
+            "holding the GIL), not that Redis or the channel layer was slow.",
+        ),
+        w=8,
     )
 
     b.row("Channel layer")

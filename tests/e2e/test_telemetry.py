@@ -193,6 +193,8 @@ async def test_a_played_game_shows_in_every_family_of_metrics(live):
     assert any(n == "nuxtest_celery_queue_length" for n, _, _ in web)
     assert any(n == "nuxtest_rooms" and lab["status"] == "finished" for n, lab, _ in web)
     assert any(n == "nuxtest_build_info" and lab["version"] and lab["commit"] for n, lab, _ in web)
+    # The web process's event loop is watched from its first connection (every 100 ms).
+    assert total(web, "nuxtest_event_loop_lag_seconds_count") >= 1
     # django-prometheus's HTTP families are there beside the project's own.
     assert total(web, "django_http_requests_total_by_method_total", method="POST") >= 1
     # OpenMetrics exposition carries trace-id exemplars on the latency histograms.

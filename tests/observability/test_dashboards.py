@@ -26,8 +26,13 @@ EXPECTED_UIDS = {
 # Dashboards without an `instance` variable, and why: SLOs are measured over the whole
 # environment; log streams carry only service, level and env labels.
 NO_INSTANCE = {"nuxtest-slos", "nuxtest-logs"}
-# Human-scale histograms (how long players think or wait) carry no trace exemplars.
-NO_EXEMPLARS = {"nuxtest_answer_time_seconds", "nuxtest_matchmaking_wait_seconds"}
+# Histograms observed outside any trace carry no exemplars: how long players think or wait,
+# and the event loop lag.
+NO_EXEMPLARS = {
+    "nuxtest_answer_time_seconds",
+    "nuxtest_matchmaking_wait_seconds",
+    "nuxtest_event_loop_lag_seconds",
+}
 
 
 def _generator() -> ModuleType:

@@ -148,6 +148,27 @@ async def test_eight_players_asking_at_once_fill_two_rooms_of_four(make_user):
         assert (await services.room_get(code=code)).status == "playing"
 
 
+async def test_placements_queued_behind_another_process_give_up_within_one_wait(make_user, monkeypatch):
+    monkeypatch.setattr(store, "QUICK_LOCK_WAIT_SECONDS", 0.5)
+    people = await users(make_user, *(f"p{i}" for i in range(6)))
+    # Another process's placement holds the way for longer than anyone waits.
+    held = store.client().lock(store.key("quick", "lock"), timeout=30)
+    assert await held.acquire(blocking=False)
+    try:
+        # Queued one behind the other in this process, each still waits from its own request
+        # (one wait of 0.5 s, not six in a row).
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(quick_place(p) for p in people), return_exceptions=True), timeout=2.0
+        )
+    finally:
+        await held.release()
+    assert all(isinstance(o, store.LockBusy) for o in outcomes), outcomes
+    assert await store.quick_candidates() == []  # nothing placed
+    # Once the way is free, the same queue places everyone.
+    codes = await asyncio.gather(*(quick_place(p) for p in people))
+    assert sorted(codes.count(c) for c in set(codes)) == [2, 4]
+
+
 # --- The start timer ------------------------------------------------------------------------------
 
 
