@@ -48,6 +48,7 @@ from locust.clients import HttpSession
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import RequestStats, calculate_response_time_percentile, diff_response_time_dicts
 
 from loadtest import exporter
 from loadtest import scenarios as sc
@@ -78,6 +79,11 @@ STARTED = time.time()
 CROWD_READY = Event()
 # Rooms honest players are in now (targets for the abusers' refused handshakes).
 ACTIVE_ROOMS: set[str] = set()
+ENVIRONMENT: Environment | None = None
+# Per (type, name): response-time counts, requests, untimed requests, failures.
+StatsSnapshot = dict[tuple[str, str], tuple[dict[int, int], int, int, int]]
+# Locust's statistics when the last user had started (stats_snapshot), for `after_ramp`.
+RAMP_END: StatsSnapshot = {}
 
 
 # Close code of a server that is restarting (docs/protocol.md): reconnect, do not give up.
@@ -788,9 +794,20 @@ def _on_init(environment: Environment, **_: Any) -> None:
         gevent.spawn(_watch_server_memory, environment)
 
 
+@events.init.add_listener
+def _keep_environment(environment: Environment, **_: Any) -> None:
+    global ENVIRONMENT
+    ENVIRONMENT = environment
+
+
 @events.spawning_complete.add_listener
 def _on_spawned(**_: Any) -> None:
     CROWD_READY.set()
+    # The figures once the last player has started: the run is judged on all of it, and the
+    # summary also says how the full crowd fared without the ramp's joins (docs/capacity.md).
+    if ENVIRONMENT is not None and not isinstance(ENVIRONMENT.runner, WorkerRunner):
+        RAMP_END.clear()
+        RAMP_END.update(stats_snapshot(ENVIRONMENT.stats))
 
 
 def _watch_server_memory(environment: Environment) -> None:
@@ -811,12 +828,32 @@ def _watch_server_memory(environment: Environment) -> None:
         gevent.sleep(30)
 
 
-def stats_rows(environment: Environment) -> list[tuple[str, str, int, int, float | None]]:
-    """Locust's statistics as rows for scenarios.verdict."""
+def stats_snapshot(stats: RequestStats) -> StatsSnapshot:
+    """Each entry's response-time counts, requests, untimed requests and failures, now."""
+    return {
+        (e.method or "", e.name): (
+            dict(e.response_times),
+            e.num_requests,
+            e.num_none_requests,
+            e.num_failures,
+        )
+        for e in stats.entries.values()
+    }
+
+
+def stats_rows(
+    stats: RequestStats, since: StatsSnapshot | None = None
+) -> list[tuple[str, str, int, int, float | None]]:
+    """Locust's statistics as rows for scenarios.verdict; with `since`, only what came after it."""
     rows = []
-    for entry in environment.stats.entries.values():
-        p99 = float(entry.get_response_time_percentile(0.99)) if entry.num_requests else None
-        rows.append((entry.method or "", entry.name, entry.num_requests, entry.num_failures, p99))
+    for entry in stats.entries.values():
+        before, n0, none0, failures0 = (since or {}).get((entry.method or "", entry.name), ({}, 0, 0, 0))
+        timed = (entry.num_requests - entry.num_none_requests) - (n0 - none0)
+        times = diff_response_time_dicts(entry.response_times, before) if since else entry.response_times
+        p99 = float(calculate_response_time_percentile(times, timed, 0.99)) if timed > 0 else None
+        rows.append(
+            (entry.method or "", entry.name, entry.num_requests - n0, entry.num_failures - failures0, p99)
+        )
     return rows
 
 
@@ -825,7 +862,10 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     ACCOUNTS.save()
     if isinstance(environment.runner, WorkerRunner):
         return
-    result = sc.verdict(SCENARIO.thresholds, stats_rows(environment))
+    result = sc.verdict(SCENARIO.thresholds, stats_rows(environment.stats))
+    after_ramp = (
+        sc.verdict(SCENARIO.thresholds, stats_rows(environment.stats, RAMP_END)) if RAMP_END else None
+    )
     ws_entries = {
         e.name: e for e in environment.stats.entries.values() if e.method == sc.WS and e.num_requests
     }
@@ -851,6 +891,19 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
             }
             for name, e in sorted(ws_entries.items())
         },
+        # The same judgement over what happened after the last player started (None if the
+        # run ended first): the full crowd's steady state, without the ramp's joins.
+        "after_ramp": None
+        if after_ramp is None
+        else {
+            "passed": after_ramp.passed,
+            "missed": after_ramp.missed,
+            "requests": after_ramp.requests,
+            "failures": after_ramp.failures,
+            "answer_acks": after_ramp.answer_acks,
+            "p99_answer_ack_ms": after_ramp.p99_answer_ack_ms,
+            "lost_frames": after_ramp.lost_frames,
+        },
         "server_rss_growth_ratio": exporter.extra_gauges.get("server_rss_growth_ratio"),
         "master": isinstance(environment.runner, MasterRunner),
     }
@@ -869,4 +922,14 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         result.p99_answer_ack_ms,
         result.lost_frames,
     )
+    if after_ramp is not None:
+        logger.info(
+            "after the ramp: %s (requests %d, failures %d, answer acks %d, p99 ack %s ms, lost frames %d)",
+            "would pass" if after_ramp.passed else "would fail: " + "; ".join(after_ramp.missed),
+            after_ramp.requests,
+            after_ramp.failures,
+            after_ramp.answer_acks,
+            after_ramp.p99_answer_ack_ms,
+            after_ramp.lost_frames,
+        )
     environment.process_exit_code = 0 if result.passed else 1

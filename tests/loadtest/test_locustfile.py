@@ -51,6 +51,35 @@ def test_the_locustfile_imports_and_lists_its_users():
     assert out.stdout.split() == ["Player", "Abuser"]
 
 
+def test_the_run_after_its_ramp_is_judged_from_the_statistics_since_the_last_player_started():
+    # Locust's own statistics object; in a subprocess, as importing Locust patches with gevent.
+    code = textwrap.dedent(
+        """
+        import json
+        import loadtest.locustfile as lf, loadtest.scenarios as sc
+        from locust.stats import RequestStats
+        stats = RequestStats()
+        for _ in range(100):  # the ramp: slow acks, a lost frame
+            stats.log_request("WS", "answer_ack", 200, 0)
+        stats.log_error("WS", "lost_frame", "seq gap")
+        stats.log_request("WS", "lost_frame", 0, 0)
+        at_ramp_end = lf.stats_snapshot(stats)
+        for _ in range(100):  # the full crowd: quick acks, nothing lost
+            stats.log_request("WS", "answer_ack", 10, 0)
+        t = sc.Thresholds(max_error_ratio=0.0, max_p99_answer_ack_ms=50, max_lost_frames=0)
+        whole = sc.verdict(t, lf.stats_rows(stats))
+        after = sc.verdict(t, lf.stats_rows(stats, at_ramp_end))
+        print(json.dumps([whole.answer_acks, whole.p99_answer_ack_ms, whole.lost_frames, whole.passed,
+                          after.answer_acks, after.p99_answer_ack_ms, after.lost_frames, after.passed]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [200, 200.0, 1, False, 100, 10.0, 0, True]
+
+
 def test_a_player_opens_a_new_http_connection_after_an_idle_pause():
     # A server closes idle keep-alive connections (Daphne after 60 s); a request sent on one
     # as it closes gets no response. Here the pause is 0.5 s and the server counts connections.
@@ -136,6 +165,10 @@ def test_a_tiny_headless_run_plays_with_no_failure(live, tmp_path, scenario, use
     assert out.returncode == 0, (result, log)
     assert result["answer_acks"] >= 1, (result, log)
     assert result["ws"]["handshake"]["count"] >= 1
+    # Every player started within the run: its steady part is judged apart too.
+    after = result["after_ramp"]
+    assert after is not None and 0 < after["requests"] <= result["requests"], result
+    assert after["answer_acks"] <= result["answer_acks"]
     # The thresholds were judged from Locust's own statistics, which the CSV holds too.
     stats = (tmp_path / f"{scenario}_stats.csv").read_text()
     assert "answer_ack" in stats
