@@ -773,7 +773,8 @@ class Abuser(_Authenticated):
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
-    global SCENARIO
+    global SCENARIO, ENVIRONMENT
+    ENVIRONMENT = environment
     options = environment.parsed_options
     name = getattr(options, "scenario", None) or os.environ.get("LOADTEST_SCENARIO", "steady")
     SCENARIO = sc.scenario_get(name)
@@ -792,12 +793,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
         logger.info("locust_* metrics on http://%s:%d/metrics", addr, port)
     if SCENARIO.watch_memory:
         gevent.spawn(_watch_server_memory, environment)
-
-
-@events.init.add_listener
-def _keep_environment(environment: Environment, **_: Any) -> None:
-    global ENVIRONMENT
-    ENVIRONMENT = environment
 
 
 @events.spawning_complete.add_listener

@@ -5,7 +5,7 @@ async-native (Django's own session, CSRF, auth, messages, security, clickjacking
 django-prometheus, django-csp) then runs its `process_request` and `process_response`
 each through `sync_to_async`, a hop to a thread and back, and so does each `process_view`.
 With this project's fourteen middlewares that was about twenty hops per request: a bare
-`/healthz` cost the web process 7 ms of CPU, a token refresh 10 ms, and a ramp of joins
+`/healthz` cost the web process 8 ms of CPU, a token refresh 12 ms, and a ramp of joins
 (refresh, matchmaking, handshake) took the web process's core from the game's players.
 
 Every view here is synchronous (DRF, Django's pages), so the chain gains nothing from async
@@ -33,4 +33,5 @@ class SyncChainASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        """The response from the sync chain, run in the request's thread."""
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
