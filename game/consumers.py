@@ -229,32 +229,36 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if getattr(self, "hold_timer", None) is not None:
             self.hold_timer.cancel()  # type: ignore[union-attr]
             self.hold_timer = None
-        # Unsubscribe first: the connection needs no broadcast of its own leaving.
-        if getattr(self, "subscribed", False):
-            self.subscribed = False
-            self.held.clear()
-            await self.hub.leave(self.code, self)
-        if getattr(self, "joined", False):
-            self.joined = False
-            metrics.WS_CONNECTIONS.dec()
-            metrics.WS_DISCONNECTS.labels(code=metrics.close_code_label(code)).inc()
-            logger.info(
-                "websocket disconnected",
-                extra={
-                    "event": "ws_disconnect",
-                    "close_code": code,
-                    "duration_s": round(time.monotonic() - self.opened_at, 3),
-                },
-            )
-            if not shutdown.draining:
-                await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
-            # Draining for a restart: the player is still in the game and reconnects to another
-            # instance at once; the sweeper prunes this connection once the process's heartbeat
-            # has expired, so no round closes early because everyone "left" together.
-        if getattr(self, "counted", False):
-            self.counted = False
-            await store.user_conn_remove(self.user_id, self.conn)
-        shutdown.forget(self)
+        try:
+            # Unsubscribe first: the connection needs no broadcast of its own leaving.
+            if getattr(self, "subscribed", False):
+                self.subscribed = False
+                self.held.clear()
+                await self.hub.leave(self.code, self)
+            if getattr(self, "joined", False):
+                self.joined = False
+                metrics.WS_CONNECTIONS.dec()
+                metrics.WS_DISCONNECTS.labels(code=metrics.close_code_label(code)).inc()
+                logger.info(
+                    "websocket disconnected",
+                    extra={
+                        "event": "ws_disconnect",
+                        "close_code": code,
+                        "duration_s": round(time.monotonic() - self.opened_at, 3),
+                    },
+                )
+                if not shutdown.draining:
+                    await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
+                # Draining for a restart: the player is still in the game and reconnects to
+                # another instance at once; the sweeper prunes this connection once the
+                # process's heartbeat has expired, so no round closes early because everyone
+                # "left" together.
+        finally:
+            # Even when Redis failed above: the connection is gone from this process.
+            shutdown.forget(self)
+            if getattr(self, "counted", False):
+                self.counted = False
+                await store.user_conn_remove(self.user_id, self.conn)
 
     # --- Frames from the client -----------------------------------------------------------
 

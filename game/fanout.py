@@ -69,7 +69,18 @@ class Hub:
         async with self._room_lock(code):
             if not self._forget(code, listener) or code in self.rooms:
                 return
-            await self.layer.group_discard(events.room_group(code), self.channel)
+            try:
+                await self.layer.group_discard(events.room_group(code), self.channel)
+            except Exception:
+                # Redis away at a disconnect: the connection is forgotten here all the same,
+                # so it gets nothing more. The process stays in the group until the layer's
+                # group expiry (its broadcasts find no one here) or until the room's next
+                # join and leave here discard it again.
+                logger.warning(
+                    "unsubscribing the process from a room failed",
+                    exc_info=True,
+                    extra={"event": "fanout_unsubscribe_failed", "room": code},
+                )
 
     def _forget(self, code: str, listener: Listener) -> bool:
         members = self.rooms.get(code)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -10,6 +12,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from game import events, fanout, services
+from game.channel_layer import RedisChannelLayer
+from nuxtest.embedded import start_embedded_redis
 from tests.conftest import recv, ws_join
 from tests.consumers.test_ordering import publish_raw
 from tests.play import PLAYING, lobby_sockets, room_new, sockets_close, sockets_open, users
@@ -137,3 +141,24 @@ async def test_a_broadcast_the_hub_cannot_read_does_not_stop_the_next_ones(caplo
         assert [r for r in caplog.records if getattr(r, "event", "") == "fanout_deliver_failed"]
     finally:
         await hub.leave("ABCDEF", listener)
+
+
+async def test_a_leave_while_redis_is_away_is_logged_and_the_connection_forgotten(caplog):
+    # A Redis of this test's own, stopped between the join and the leave.
+    proc, url, workdir = start_embedded_redis()
+    hub: fanout.Hub | None = None
+    try:
+        hub = fanout.hub(RedisChannelLayer(hosts=[url], prefix=f"t{uuid.uuid4().hex[:8]}"))
+        listener = Recorder(4)
+        await hub.join("ABCDEF", listener)
+        proc.terminate()
+        proc.wait(10)
+        await hub.leave("ABCDEF", listener)  # does not raise into the consumer's disconnect
+        assert "ABCDEF" not in hub.rooms
+        failed = [r for r in caplog.records if getattr(r, "event", "") == "fanout_unsubscribe_failed"]
+        assert [r.room for r in failed] == ["ABCDEF"]
+    finally:
+        if hub is not None and hub.task is not None:
+            hub.task.cancel()
+        proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
