@@ -153,7 +153,7 @@ async def room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
     and it may run more than once, so it must have no side effects besides the room.
     The room is written only if `change` altered it.
     """
-    async with _room_lock(code):
+    async with _local_lock(code):
         return await _room_update(code, change)
 
 
@@ -161,14 +161,16 @@ async def room_update(code: str, change: Callable[[Room], T]) -> tuple[Room, T]:
 # once otherwise all read the same version and all but one lose the compare-and-set, then
 # again (4 + 3 + 2 + 1 attempts, each a decode, a transition, an encode and a round trip).
 # Other processes and workers are still kept honest by the compare-and-set itself.
-_room_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+# One asyncio lock per event loop and name (a room code, or QUICK_LOCAL_LOCK), kept only
+# while someone holds or awaits it.
+_local_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
-def _room_lock(code: str) -> asyncio.Lock:
-    lock_key = (id(asyncio.get_running_loop()), code)
-    lock = _room_locks.get(lock_key)
+def _local_lock(name: str) -> asyncio.Lock:
+    lock_key = (id(asyncio.get_running_loop()), name)
+    lock = _local_locks.get(lock_key)
     if lock is None:
-        lock = _room_locks[lock_key] = asyncio.Lock()
+        lock = _local_locks[lock_key] = asyncio.Lock()
     return lock
 
 
@@ -288,22 +290,11 @@ class LockBusy(Exception):
 
 
 QUICK_LOCK_WAIT_SECONDS = 10.0
-
 # Placements of one process queue on a local lock first, so that one of them at a time
 # waits on the shared one. redis-py's lock is taken by polling (SET NX, then sleep): with
 # every waiting placement polling, a ramp of 25 joins/s spent a tenth of the web process on
 # polls, and a released lock sat free until some waiter's next poll (up to 100 ms).
-_quick_local_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _quick_local_lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _quick_local_locks.get(loop)
-    if lock is None:
-        lock = _quick_local_locks[loop] = asyncio.Lock()
-    return lock
+QUICK_LOCAL_LOCK = "quick-match"  # not a room code: those are 6 letters and digits
 
 
 @contextlib.asynccontextmanager
@@ -317,7 +308,7 @@ async def quick_locked() -> AsyncIterator[None]:
     """
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + QUICK_LOCK_WAIT_SECONDS
-    local = _quick_local_lock()
+    local = _local_lock(QUICK_LOCAL_LOCK)
     try:
         async with asyncio.timeout_at(give_up_at):
             await local.acquire()
