@@ -12,8 +12,6 @@ import json
 import logging
 import math
 import time
-import uuid
-import weakref
 from typing import Any
 
 import orjson
@@ -24,7 +22,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from game import fanout, faults, services, shutdown, store
+from game import fanout, faults, presence, services, shutdown, store
 from game.engine import rules
 from game.telemetry import context, metrics, sentry, tracing
 from game.throttle import TokenBucket
@@ -45,35 +43,6 @@ _RECEIVED = {t: metrics.WS_FRAMES_RECEIVED.labels(t) for t in metrics.FRAME_TYPE
 _SENT = {t: metrics.WS_FRAMES_SENT.labels(t) for t in metrics.SENT_TYPES}
 _DURATION = {t: metrics.WS_MESSAGE_DURATION.labels(t) for t in metrics.FRAME_TYPES}
 _ACTIONS = ("answer", "start")
-
-# This web process, as seen by the sweeper: its connections die with its heartbeat.
-INSTANCE_ID = uuid.uuid4().hex[:12]
-HEARTBEAT_SECONDS = 10
-HEARTBEAT_TTL_SECONDS = 30
-_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _heartbeat_forever() -> None:
-    while True:
-        try:
-            await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
-        except Exception:
-            logger.warning(
-                "instance heartbeat failed", exc_info=True, extra={"event": "instance_heartbeat_failed"}
-            )
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-
-
-async def heartbeat_ensure() -> None:
-    """Start this process's heartbeat on the running loop (once)."""
-    loop = asyncio.get_running_loop()
-    task = _heartbeats.get(loop)
-    if task is None or task.done():
-        await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
-        _heartbeats[loop] = loop.create_task(_heartbeat_forever())
-        shutdown.install()
 
 
 class FrameError(Exception):
@@ -137,7 +106,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.joined = False
         self.last_seq = 0
         self.code = str(self.scope["url_route"]["kwargs"]["code"]).upper()
-        self.conn = f"{INSTANCE_ID}|{uuid.uuid4().hex}"
+        self.conn = presence.conn_new()
         self.bucket = TokenBucket(
             rate=settings.NUXTEST_WS_RATE_PER_SECOND,
             burst=settings.NUXTEST_WS_RATE_BURST,
@@ -145,6 +114,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.refused_in_a_row = 0
         self.counted = False
+        self.in_room = False
         self.subscribed = False
         self.opened_at = time.monotonic()
         # Broadcasts held back while an earlier one may still be on its way (room_event).
@@ -174,7 +144,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # GAME.md's order: origin, authentication, room, capacity.
         if not rules.code_is_valid(self.code) or not await store.room_exists(self.code):
             return self._refused("refused_no_room", CLOSE_NO_ROOM)
-        await heartbeat_ensure()
+        await presence.heartbeat_ensure()
         if not await store.user_conn_add(
             self.user_id,
             self.conn,
@@ -191,13 +161,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except BaseException:
             self.subscribed = False
             raise
+        # From here the room may list this connection (even if the call fails half-way).
+        self.in_room = True
         try:
             snapshot = await services.room_connect(
                 code=self.code, user_id=self.user_id, name=self.user_name, conn=self.conn
             )
         except store.RoomNotFound:
+            self.in_room = False
             return self._refused("refused_no_room", CLOSE_NO_ROOM)
         except (rules.RoomFull, rules.GameAlreadyStarted):
+            self.in_room = False
             return self._refused("refused_full", CLOSE_ROOM_FULL)
         self.joined = True
         shutdown.track(self)
@@ -247,18 +221,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
                         "duration_s": round(time.monotonic() - self.opened_at, 3),
                     },
                 )
-                if not shutdown.draining:
-                    await services.room_disconnect(code=self.code, user_id=self.user_id, conn=self.conn)
-                # Draining for a restart: the player is still in the game and reconnects to
-                # another instance at once; the sweeper prunes this connection once the
-                # process's heartbeat has expired, so no round closes early because everyone
-                # "left" together.
         finally:
-            # Even when Redis failed above: the connection is gone from this process.
+            # Even when Redis failed above: the connection is gone from this process, and
+            # what Redis could not take now is recorded after the next heartbeat.
             shutdown.forget(self)
-            if getattr(self, "counted", False):
-                self.counted = False
-                await store.user_conn_remove(self.user_id, self.conn)
+            # Draining for a restart: the player is still in the game and reconnects to
+            # another instance at once; the sweeper prunes this connection once the
+            # process's heartbeat has expired, so no round closes early because everyone
+            # "left" together.
+            in_room = getattr(self, "in_room", False) and not shutdown.draining
+            counted = getattr(self, "counted", False)
+            self.in_room = self.counted = False
+            if in_room or counted:
+                await presence.connection_closed(
+                    code=self.code, user_id=self.user_id, conn=self.conn, in_room=in_room, counted=counted
+                )
 
     # --- Frames from the client -----------------------------------------------------------
 

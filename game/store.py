@@ -52,12 +52,22 @@ class RoomExists(Exception):
     """A room with this code exists already."""
 
 
+# A Redis that does not answer is an error after this long, not a wait for the kernel to
+# give up on the socket (minutes). The asyncio client sets it on connecting only: a read
+# timeout there is a timer per command, on every answer's path.
+SOCKET_TIMEOUT_SECONDS = 5
+
+
 def client() -> aioredis.Redis:
     """The Redis client of the running event loop (clients cannot be shared across loops)."""
     loop = asyncio.get_running_loop()
     conn = _clients.get(loop)
     if conn is None:
-        conn = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        conn = aioredis.Redis.from_url(
+            settings.REDIS_URL,
+            health_check_interval=30,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        )
         _clients[loop] = conn
     return conn
 
@@ -456,7 +466,12 @@ def sync_client(url: str | None = None) -> redis.Redis:
     url = url or settings.REDIS_URL
     conn = _sync.get(url)
     if conn is None:
-        conn = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=5)
+        conn = redis.Redis.from_url(
+            url,
+            health_check_interval=30,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        )
         _sync[url] = conn
     return conn
 

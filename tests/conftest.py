@@ -23,6 +23,15 @@ ORIGIN = "http://localhost"
 PASSWORD = "correct-horse-battery-9"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load the ASGI application before any test runs.
+
+    Its import sets Django up again, and Django's logging set-up replaces the root logger's
+    handlers: in the first test that opened a socket, `caplog` saw nothing after that.
+    """
+    import nuxtest.asgi  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def redis_prefix(settings: Any) -> Iterator[str]:
     """Give each test its own Redis key space (state, channel layer, cache), removed after."""
