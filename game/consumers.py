@@ -59,10 +59,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# The integers a reply can echo: orjson writes 64-bit integers (signed or unsigned) only.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
 def _int_field(frame: dict[str, Any], name: str) -> int:
     value = frame.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
         raise FrameError("invalid_field", f"{name}: must be an integer")
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise FrameError("invalid_field", f"{name}: out of range")
     return value
 
 
@@ -340,6 +346,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
             ):
                 raise FrameError("invalid_field", "t: must be a finite number")
+            if isinstance(t, int) and not _INT_MIN <= t <= _INT_MAX:
+                raise FrameError("invalid_field", "t: out of range")
             await self._send({"type": "pong", "t": t, "server_time": services.now_ms()})
         elif kind == "sync":
             await self._send_state(await services.state_snapshot(code=self.code, user_id=self.user_id))

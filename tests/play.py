@@ -391,7 +391,7 @@ def web_app(n: int) -> Any:
         return application
     assert 2 <= n <= WEB_PROCESSES, n
     consumer: Any = type(f"RoomConsumerOnWeb{n}", (RoomConsumer,), {"channel_layer_alias": f"web{n}"})
-    (route,) = websocket_urlpatterns
+    route = websocket_urlpatterns[0]
     return BearerOrSessionAuthMiddleware(URLRouter([re_path(str(route.pattern), consumer.as_asgi())]))
 
 

@@ -187,7 +187,12 @@ def member_add(room: Room, *, player_id: int, name: str, now: int, quick_start_m
 def connect(
     room: Room, *, player_id: int, name: str, conn: str, now: int, quick_start_ms: int = 0
 ) -> list[Event]:
-    """Open a connection for a player (joining the room at their first connection)."""
+    """Open a connection for a player (joining the room at their first connection).
+
+    Every connection that opens is announced (`player_joined`, GAME.md: "a member's
+    connection opened (first time or again)"), a second tab too; `player_left` waits for
+    the last one to close.
+    """
     member_add(room, player_id=player_id, name=name, now=now, quick_start_ms=quick_start_ms)
     player = room.player(player_id)
     assert player is not None
@@ -195,9 +200,7 @@ def connect(
         return []
     player.conns.append(conn)
     room.empty_since = None
-    if len(player.conns) == 1:
-        return [_emit(room, "player_joined", player={"id": player.id, "name": player.name})]
-    return []
+    return [_emit(room, "player_joined", player={"id": player.id, "name": player.name})]
 
 
 def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event]:

@@ -283,3 +283,20 @@ async def test_the_rate_limit_holds_over_all_connections_of_one_player(settings,
     finally:
         for comm in (first, second, other):
             await comm.disconnect()
+
+
+async def test_integers_too_large_to_echo_get_invalid_field_and_the_largest_that_fit_are_answered(playing):
+    for frame in [
+        '{"type": "answer", "round": 1000000000000000000000000000000, "option": 1}',
+        '{"type": "answer", "round": -9223372036854775809, "option": 1}',
+        '{"type": "ping", "t": 100000000000000000000000000000000000000000000000000}',
+    ]:
+        await refused(playing, playing.a, frame, "invalid_field")
+    await send(playing.a, {"type": "answer", "round": 2**64 - 1, "option": 1})
+    assert await recv(playing.a) == {
+        "type": "answer_ack",
+        "round": 2**64 - 1,
+        "accepted": False,
+        "reason": "wrong_round",
+    }
+    await ping_pong(playing.a, -(2**63))

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from game import services
-from tests.conftest import ORIGIN, recv, recv_until, send, ws_join, ws_open
+from tests.conftest import ORIGIN, bearer, recv, recv_until, send, ws_join, ws_open
 from tests.play import room_dict, room_new, users
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,6 +140,32 @@ async def test_an_overlong_room_code_is_refused_with_4404(make_user):
     comm = await ws_open("A" * 33, user=alice)
     assert await comm.connect(timeout=1) == (True, None)
     assert await comm.receive_output(1) == {"type": "websocket.close", "code": 4404}
+    await comm.disconnect()
+
+
+async def path_open(path: str, user: Any) -> WebsocketCommunicator:
+    from nuxtest.asgi import application
+
+    token = await sync_to_async(bearer)(user)
+    return WebsocketCommunicator(application, path, headers=[(b"authorization", f"Bearer {token}".encode())])
+
+
+@pytest.mark.parametrize("path", ["/ws/nothing/", "/ws/rooms/", "/ws/rooms/ABCDEF/extra/", "/ws/"])
+async def test_a_websocket_path_that_is_no_room_is_refused_with_4404_not_a_server_error(make_user, path):
+    (alice,) = await users(make_user, "alice")
+    comm = await path_open(path, alice)
+    assert await comm.connect(timeout=5) == (True, None)
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 4404}
+    await comm.disconnect()
+
+
+async def test_a_room_url_without_its_trailing_slash_reaches_the_room(make_user):
+    (alice,) = await users(make_user, "alice")
+    code = await room_new(alice)
+    comm = await path_open(f"/ws/rooms/{code}", alice)
+    assert (await comm.connect(timeout=5))[0]
+    state = await recv(comm)
+    assert state["type"] == "state" and state["room"] == code
     await comm.disconnect()
 
 

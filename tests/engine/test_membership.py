@@ -105,14 +105,14 @@ def test_a_member_can_reconnect_to_a_started_game_and_is_announced():
     assert room.player(2).connected
 
 
-def test_connect_emits_player_joined_only_for_the_first_connection_of_a_player():
+def test_every_connection_a_member_opens_emits_player_joined_and_adds_no_member():
     room = new_room()
     first = rules.connect(room, player_id=1, name="one", conn="a|1", now=T0)
     second = rules.connect(room, player_id=1, name="one", conn="b|2", now=T0)
     assert first == [{"type": "player_joined", "player": {"id": 1, "name": "one"}, "seq": 1}]
-    assert second == []
+    assert second == [{"type": "player_joined", "player": {"id": 1, "name": "one"}, "seq": 2}]
     assert room.player(1).conns == ["a|1", "b|2"]
-    assert room.seq == 1
+    assert player_ids(room) == [1]
 
 
 def test_connecting_the_same_connection_twice_is_a_no_op():
@@ -129,7 +129,7 @@ def test_disconnect_emits_player_left_only_when_the_last_connection_closes():
     assert rules.disconnect(room, player_id=1, conn="a|1", now=T0) == []
     assert room.player(1).connected
     last = rules.disconnect(room, player_id=1, conn="b|2", now=T0)
-    assert last == [{"type": "player_left", "player": {"id": 1, "name": "one"}, "seq": 2}]
+    assert last == [{"type": "player_left", "player": {"id": 1, "name": "one"}, "seq": 3}]
     assert not room.player(1).connected
 
 

@@ -158,18 +158,22 @@ async def test_a_first_connection_makes_a_member_announces_player_joined_and_ret
     assert (await listener.next())["player"] == {"id": alice.pk, "name": "alice"}
 
 
-async def test_more_connections_of_a_member_announce_nothing_and_add_no_member(make_user, listen):
+async def test_more_connections_of_a_member_are_announced_and_add_no_member(make_user, listen):
     alice, bob = await users(make_user, "alice", "bob")
     code = await room_new(alice)
     await connect(code, bob)
     listener = await listen(code)
-    before = await room_dict(code)
     state = await connect(code, bob, tab=2)
-    assert state["seq"] == 1 and len(state["players"]) == 1
+    assert state["seq"] == 2 and len(state["players"]) == 1
+    assert await listener.next() == {
+        "type": "player_joined",
+        "player": {"id": bob.pk, "name": "bob"},
+        "seq": 2,
+    }
     # The same connection id again is the same connection.
     await connect(code, bob, tab=2)
     room = await services.room_get(code=code)
-    assert room.seq == before["seq"] and room.players[0].conns == [conn_id(bob), conn_id(bob, tab=2)]
+    assert room.seq == 2 and room.players[0].conns == [conn_id(bob), conn_id(bob, tab=2)]
     assert await listener.drain(0.1) == []
 
 
@@ -185,7 +189,7 @@ async def test_player_left_is_announced_when_the_last_connection_closes_and_the_
     await disconnect(code, bob)
     assert await listener.drain(0.1) == []
     await disconnect(code, bob, tab=2)
-    assert await listener.next() == {"type": "player_left", "player": {"id": bob.pk, "name": "bob"}, "seq": 3}
+    assert await listener.next() == {"type": "player_left", "player": {"id": bob.pk, "name": "bob"}, "seq": 4}
     room = await services.room_get(code=code)
     assert [(p.id, p.connected) for p in room.players] == [(alice.pk, True), (bob.pk, False)]
     assert room.empty_since is None
