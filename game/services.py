@@ -117,7 +117,8 @@ async def room_connect(*, code: str, user_id: int, name: str, conn: str) -> dict
     events.order(code, evts)
     await _after(room, evts)
     if added and room.quick:
-        # A quick-match seat taken through a shared link counts like one from matchmaking.
+        # Quick-match members arrive by connecting (matchmaking only holds seats): the
+        # second arms the start timer, the last fills the room and starts it.
         await _after_member_added(room)
     return snapshot
 
@@ -268,61 +269,67 @@ async def round_advance_due(*, code: str, round_number: int) -> bool:
 # --- Quick match --------------------------------------------------------------------------------
 
 
-async def quickmatch_place(*, user_id: int, name: str) -> Room:
+async def quickmatch_place(*, user_id: int) -> Room:
     """Place the player in the oldest open quick-match room with space, or open a new one.
 
-    Raises store.LockBusy when other placements hold the way for too long.
+    The player gets a held seat (rules.seat_hold), not membership: GAME.md makes a player a
+    member at their first connection, so the room's start timer, its fullness and its
+    players are those who connected. Raises store.LockBusy when other placements hold the
+    way for too long.
     """
     async with store.quick_locked():
-        room, seated = await _quickmatch_place(user_id=user_id, name=name)
-        if seated and len(room.players) >= room.settings.max_players:
-            await store.quick_close(room.code)
-    # Starting a full room (the question bank, the first question, its timer) or arming the
-    # start timer happens after the lock: every other placement of every process waits on
-    # it, and at 20 joins/s the queue reached seconds when the start was inside.
-    if seated:
-        await _after_member_added(room)
-    return room
+        return await _quickmatch_place(user_id=user_id)
 
 
-async def _quickmatch_place(*, user_id: int, name: str) -> tuple[Room, bool]:
-    """The room the player is placed in, and whether this call seated them."""
+async def _quickmatch_place(*, user_id: int) -> Room:
     candidates = await store.quick_candidates()
+    hold_ms = round(settings.NUXTEST_QUICK_HOLD_SECONDS * 1000)
+    rooms: list[Room] = []
     for code in candidates:
         try:
             room = await store.room_get(code)
         except store.RoomNotFound:
             await store.room_forget(code)
             continue
-        if room.player(user_id) is not None and room.status == LOBBY:
-            return room, False
-    quick_start_ms = _quick_start_ms()
-    for code in candidates:
-        now = now_ms()
+        if room.status == LOBBY:
+            rooms.append(room)
+        else:
+            await store.quick_close(code)  # a listing its start did not remove
+    now = now_ms()
+    # A player placed again keeps the room they are in or hold a seat of (the hold renewed).
+    mine = [r for r in rooms if r.player(user_id) or rules.seat_held(r, player_id=user_id, now=now)]
+    others = [r for r in rooms if r.code not in {m.code for m in mine} and _quick_joinable(r, now)]
 
-        def seat(room: Room, now: int = now) -> bool:
-            return rules.member_add(
-                room, player_id=user_id, name=name, now=now, quick_start_ms=quick_start_ms
-            )
+    def hold(room: Room) -> None:
+        rules.seat_hold(room, player_id=user_id, now=now_ms(), hold_ms=hold_ms)
 
+    for room in mine + others:
         try:
-            room, _ = await store.room_update(code, seat)
+            placed, _ = await store.room_update(room.code, hold)
         except store.RoomNotFound:
-            await store.room_forget(code)
+            await store.room_forget(room.code)
             continue
-        except (rules.RoomFull, rules.GameAlreadyStarted):
-            await store.quick_close(code)
+        except rules.GameAlreadyStarted:
+            await store.quick_close(room.code)
             continue
-        return room, True
+        except rules.RoomFull:
+            continue  # full of members and held seats; held seats lapse, so it stays listed
+        return placed
     room = await room_create(
         host_id=user_id, settings_raw={"max_players": rules.QUICK_MAX_PLAYERS}, quick=True
     )
-    room, _ = await store.room_update(
-        room.code,
-        lambda room: rules.member_add(room, player_id=user_id, name=name, now=now_ms()),
-    )
+    room, _ = await store.room_update(room.code, hold)
     await store.quick_open(room.code, room.created_at)
-    return room, False
+    return room
+
+
+# A placement needs time to connect before its room starts: a room whose start timer is
+# closer than this is left to the players already in it.
+QUICK_JOIN_MARGIN_MS = 1000
+
+
+def _quick_joinable(room: Room, now: int) -> bool:
+    return room.next_at is None or room.next_at - now >= QUICK_JOIN_MARGIN_MS
 
 
 def _quick_start_ms() -> int:

@@ -339,6 +339,8 @@ for _name in ("NUXTEST_WS_RATE_PER_SECOND", "NUXTEST_WS_USER_RATE_PER_SECOND"):
 NUXTEST_ABANDON_SECONDS = env_float("NUXTEST_ABANDON_SECONDS", 60.0)
 NUXTEST_LOBBY_IDLE_SECONDS = env_float("NUXTEST_LOBBY_IDLE_SECONDS", 600.0)
 NUXTEST_QUICK_START_SECONDS = env_float("NUXTEST_QUICK_START_SECONDS", 5.0)
+# How long matchmaking holds a seat for a placed player who has not connected yet.
+NUXTEST_QUICK_HOLD_SECONDS = env_float("NUXTEST_QUICK_HOLD_SECONDS", 15.0)
 NUXTEST_SWEEP_INTERVAL_SECONDS = env_float("NUXTEST_SWEEP_INTERVAL_SECONDS", 1.0)
 # How late past its due time a step must be before the sweeper does it instead of its timer.
 NUXTEST_SWEEP_GRACE_SECONDS = env_float("NUXTEST_SWEEP_GRACE_SECONDS", 1.0)

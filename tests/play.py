@@ -123,8 +123,15 @@ async def answer(code: str, user: Any, round_number: int, option: int) -> rules.
 
 
 async def quick_place(user: Any) -> str:
-    """Quick-match `user` (POST /api/matchmaking/'s service); the room's code."""
-    return (await services.quickmatch_place(user_id=user.pk, name=user.username)).code
+    """Quick-match `user` (POST /api/matchmaking/'s service: a held seat); the room's code."""
+    return (await services.quickmatch_place(user_id=user.pk)).code
+
+
+async def quick_join(user: Any) -> str:
+    """Quick-match `user` and connect them, as a client does (a member from then on); the code."""
+    code = await quick_place(user)
+    await connect(code, user)
+    return code
 
 
 async def results_rows(code: str) -> list[GameResult]:

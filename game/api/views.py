@@ -181,13 +181,13 @@ class MatchmakingView(APIView):
     throttle_scope = "matchmaking"
 
     def post(self, request: Request) -> Response:
-        uid, name = user_id(request), request.user.get_username()
+        uid = user_id(request)
         # A placement can queue on the quick-match lock for seconds: give this request's
         # database connection back to the pool first, or a burst of joins holds every
         # connection while it waits and the placement under the lock cannot get one.
         connections.close_all()
         try:
-            room = async_to_sync(services.quickmatch_place)(user_id=uid, name=name)
+            room = async_to_sync(services.quickmatch_place)(user_id=uid)
         except store.LockBusy:
             logger.warning("quick match busy", extra={"event": "quickmatch_busy"})
             response = Response({"detail": "quick match is busy; try again in a moment"}, status=503)

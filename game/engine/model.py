@@ -132,6 +132,10 @@ class Room:
     # Since when nobody has been connected (None while somebody is).
     empty_since: int | None = None
     results_stored: bool = False
+    # Quick match: seats held for players placed by matchmaking who have not connected yet,
+    # as [player id, held until (ms)]. Not members (GAME.md: a member from the first
+    # connection); they only keep other placements and joiners from taking the seat.
+    held: list[list[int]] = field(default_factory=list)
 
     def player(self, player_id: int) -> Player | None:
         """The member with this id, or None."""

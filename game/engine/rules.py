@@ -167,18 +167,46 @@ def _emit(room: Room, type_: str, **payload: Any) -> Event:
 # --- Membership and connections ---------------------------------------------------------------
 
 
+def _held_by_others(room: Room, *, player_id: int, now: int) -> int:
+    """Seats of this quick-match room held for other placed players (and still held at `now`)."""
+    return sum(1 for held_id, until in room.held if held_id != player_id and until > now)
+
+
+def seat_hold(room: Room, *, player_id: int, now: int, hold_ms: int) -> None:
+    """Hold a seat of a quick-match lobby for a placed player until they connect (`hold_ms` at most).
+
+    A member already has their seat. Raises GameAlreadyStarted or RoomFull (members and
+    other players' held seats fill it).
+    """
+    if room.status != LOBBY:
+        raise GameAlreadyStarted("the game has already started")
+    if room.player(player_id) is not None:
+        return
+    if len(room.players) + _held_by_others(room, player_id=player_id, now=now) >= room.settings.max_players:
+        raise RoomFull("the room is full")
+    room.held = [h for h in room.held if h[0] != player_id and h[1] > now] + [[player_id, now + hold_ms]]
+
+
+def seat_held(room: Room, *, player_id: int, now: int) -> bool:
+    """True if the player holds a seat of this room (placed, not yet connected)."""
+    return any(held_id == player_id and until > now for held_id, until in room.held)
+
+
 def member_add(room: Room, *, player_id: int, name: str, now: int, quick_start_ms: int = 0) -> bool:
     """Make the player a member (no-op for a member); True if they were added.
 
-    A quick-match room arms its start timer when its second member arrives.
+    Seats held for other placed players count as taken. A quick-match room arms its start
+    timer when its second member arrives.
     """
     if room.player(player_id) is not None:
         return False
     if room.status != LOBBY:
         raise GameAlreadyStarted("the game has already started")
-    if len(room.players) >= room.settings.max_players:
+    if len(room.players) + _held_by_others(room, player_id=player_id, now=now) >= room.settings.max_players:
         raise RoomFull("the room is full")
     room.players.append(Player(id=player_id, name=name, joined_at=now))
+    if room.held:
+        room.held = [h for h in room.held if h[0] != player_id and h[1] > now]
     if room.quick and len(room.players) == 2 and room.next_at is None:
         room.next_at = now + quick_start_ms
     return True

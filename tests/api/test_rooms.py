@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 
-from game import store
+from game import services, store
 from game.models import Category, Question
 from tests.api.conftest import field_error, is_room_code, plain_error
 
@@ -292,11 +292,12 @@ def test_the_summary_needs_authentication(api, client, questions):
 def test_the_summary_of_a_game_in_play_reveals_no_correct_answer_or_question_plan(
     api_as, make_user, questions, timers
 ):
-    # Four quick-match players fill a room, which starts at once with round 1 open.
+    # Four players in a room, its game started with round 1 open.
     users = [make_user(f"p{i}") for i in range(4)]
-    codes = {api_as(u).post("/api/matchmaking/").json()["code"] for u in users}
-    assert len(codes) == 1
-    code = codes.pop()
+    code = api_as(users[0]).post(ROOMS, {}, format="json").json()["code"]
+    for u in users:
+        async_to_sync(services.room_connect)(code=code, user_id=u.pk, name=u.username, conn=f"web|{u.pk}")
+    async_to_sync(services.game_start)(code=code, by=users[0].pk)
     room = async_to_sync(store.room_get)(code)
     assert room.status == "playing" and room.round is not None and room.plan
 

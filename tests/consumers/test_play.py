@@ -20,6 +20,7 @@ from tests.play import (
     correct_option,
     keys_anywhere,
     lobby_sockets,
+    quick_place,
     results_rows,
     room_dict,
     room_new,
@@ -543,3 +544,19 @@ async def test_the_correct_option_appears_in_no_frame_before_the_round_result(ma
             if frame["type"] not in ("round_result", "game_over"):
                 assert not keys_anywhere(frame) & LEAKY, frame
     await sockets_close([alice, bob])
+
+
+async def test_quick_match_players_join_by_connecting_and_the_fourth_to_connect_starts_the_game(make_user):
+    people = await users(make_user, *NAMES[:4])
+    codes = {await quick_place(p) for p in people}
+    assert len(codes) == 1
+    code = codes.pop()
+    # Placed, nobody connected: nobody is a member yet and nothing has started.
+    assert (await services.room_get(code=code)).players == []
+    socks = await sockets_open(code, *people)
+    for sock in socks:
+        assert sock.state["status"] == "lobby"
+        assert (await sock.until("game_started"))["rounds"] == 5
+        question = await sock.recv()
+        assert question["type"] == "question" and question["round"] == 1
+    await sockets_close(socks)

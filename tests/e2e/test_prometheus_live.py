@@ -351,10 +351,15 @@ async def test_every_dashboard_panel_draws_data_after_a_game(live, prometheus):
     assert len(checked) > 80, ([q.panel for q in skipped], len(checked))
 
     await play(live)
-    # Four quick-match players fill a room, which starts at once: the matchmaking wait.
-    for player in [new_player(live.url) for _ in range(4)]:
+    # Four quick-match players connect and fill a room, which starts at once: the matchmaking wait.
+    matched = [new_player(live.url) for _ in range(4)]
+    for player in matched:
         r = api(live.url, player.token, "POST", "/api/matchmaking/")
         assert r.status_code == 200, r.text
+        await player.connect(r.json()["code"])
+    for player in matched:
+        await player.next("game_started")
+        await player.close()
     await play(live)  # the second game moves series already scraped: rate() sees it
 
     def empty() -> list[str]:

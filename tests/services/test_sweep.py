@@ -18,6 +18,7 @@ from tests.play import (
     conn_id,
     connect,
     game_playing,
+    quick_join,
     quick_place,
     results_rows,
     results_unstore,
@@ -89,8 +90,8 @@ async def test_a_next_question_whose_timer_was_lost_is_opened_by_the_sweep(make_
 async def test_a_quick_room_whose_start_timer_was_lost_is_started_by_the_sweep(make_user, settings):
     settings.NUXTEST_QUICK_START_SECONDS = 0.1
     alice, bob = await users(make_user, "alice", "bob")
-    code = await quick_place(alice)
-    await quick_place(bob)
+    code = await quick_join(alice)
+    await quick_join(bob)
     next_at = (await services.room_get(code=code)).next_at
     assert next_at is not None
     await sleep_past(next_at + GRACE_MS)

@@ -18,7 +18,7 @@ from tests.play import (
     answer,
     game_playing,
     in_threads,
-    quick_place,
+    quick_join,
     results_rows,
     room_dict,
     sleep_past,
@@ -149,8 +149,8 @@ async def test_round_advance_far_too_early_or_for_another_round_does_nothing(mak
 async def test_quickmatch_autostart_starts_the_room_it_was_armed_for_once(make_user, settings, timers):
     settings.NUXTEST_QUICK_START_SECONDS = 0.2
     alice, bob = await users(make_user, "alice", "bob")
-    code = await quick_place(alice)
-    await quick_place(bob)
+    code = await quick_join(alice)
+    await quick_join(bob)
     (timer,) = timers_of(timers, QUICKMATCH_AUTOSTART)
     assert timer[1] == [code]
     assert await timer_fire(timer) is True
@@ -162,9 +162,9 @@ async def test_quickmatch_autostart_starts_the_room_it_was_armed_for_once(make_u
 
 async def test_quickmatch_autostart_far_too_early_or_for_a_lone_player_does_nothing(make_user, timers):
     alice, bob = await users(make_user, "alice", "bob")
-    code = await quick_place(alice)
+    code = await quick_join(alice)
     assert await task_call(QUICKMATCH_AUTOSTART, code) is False
-    await quick_place(bob)
+    await quick_join(bob)
     assert await timer_fire(timers_of(timers, QUICKMATCH_AUTOSTART)[0]) is False  # 5 s ahead
     assert (await services.room_get(code=code)).status == "lobby"
     assert await task_call(QUICKMATCH_AUTOSTART, "ZZZZZZ") is False
