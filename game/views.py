@@ -10,13 +10,13 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from game import services, shutdown
+from game import services, shutdown, store
 from game.api.throttles import ScopedThrottle
 from game.engine import rules
 from game.models import Category
@@ -67,8 +67,9 @@ def signup(request: HttpRequest) -> HttpResponse:
 def room(request: HttpRequest, code: str) -> HttpResponse:
     """The game page of one room."""
     code = code.upper()
-    if not rules.code_is_valid(code):
-        raise Http404("no such room")
+    if not rules.code_is_valid(code) or not async_to_sync(store.room_exists)(code):
+        # A page that says so, not a game page whose socket is then refused (4404).
+        return render(request, "game/no_room.html", {"code": code[:16]}, status=404)
     return render(request, "game/room.html", {"code": code})
 
 

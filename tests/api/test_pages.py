@@ -118,23 +118,38 @@ def test_the_game_page_sends_a_visitor_to_log_in_first(client):
     assert response["Location"] == f"{LOGIN}?next=/rooms/ABCDEF/"
 
 
-def test_the_game_page_renders_for_a_logged_in_player(client, make_user):
-    client.force_login(make_user("alice"))
-    response = client.get("/rooms/ABCDEF/")
+def room_of(client, user) -> str:
+    """A room created by `user` through the lobby's API; its code."""
+    response = client.post("/api/rooms/", {}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    return response.json()["code"]
+
+
+def test_the_game_page_renders_for_a_logged_in_player(client, make_user, questions):
+    alice = make_user("alice")
+    client.force_login(alice)
+    code = room_of(client, alice)
+    response = client.get(f"/rooms/{code}/")
     assert response.status_code == 200
-    assert "ABCDEF" in response.content.decode()
+    assert code in response.content.decode()
 
 
-def test_the_game_page_accepts_a_lower_case_code(client, make_user):
-    client.force_login(make_user("alice"))
-    response = client.get("/rooms/abcdef/")
+def test_the_game_page_accepts_a_lower_case_code(client, make_user, questions):
+    alice = make_user("alice")
+    client.force_login(alice)
+    code = room_of(client, alice)
+    response = client.get(f"/rooms/{code.lower()}/")
     assert response.status_code == 200
-    assert "ABCDEF" in response.content.decode()
+    assert code in response.content.decode()
 
 
-def test_the_game_page_of_a_malformed_code_is_404(client, make_user):
+@pytest.mark.parametrize("code", ["ABCDE0", "ZZZZZZ"])
+def test_the_game_page_of_a_room_that_does_not_exist_is_a_404_page_that_says_so(client, make_user, code):
     client.force_login(make_user("alice"))
-    assert client.get("/rooms/ABCDE0/").status_code == 404
+    response = client.get(f"/rooms/{code}/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "No such room" in page and code in page and 'href="/"' in page
 
 
 def test_the_leaderboard_page_renders_for_a_visitor(client):
