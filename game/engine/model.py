@@ -5,7 +5,7 @@ Times are integers, milliseconds since the Unix epoch, always passed in by the c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Bumped when the stored shape changes incompatibly; the store refuses other versions.
@@ -161,21 +161,42 @@ def room_to_dict(room: Room) -> dict[str, Any]:
 
 
 def room_from_dict(data: dict[str, Any]) -> Room:
-    """Rebuild a room from `room_to_dict` output."""
+    """Rebuild a room from `room_to_dict` output.
+
+    Fields this code does not know are ignored: a field added by a newer release (with a
+    default, in the same format version) must not stop an older process from reading the
+    room while both run side by side during a rolling deploy.
+    """
     data = dict(data)
     version = data.pop("v", None)
     if version != FORMAT_VERSION:
         raise ValueError(f"room stored in format {version!r}, expected {FORMAT_VERSION}")
     rnd = data.pop("round")
+    settings, players, plan = data.pop("settings"), data.pop("players"), data.pop("plan")
+    if rnd is not None:
+        rnd = dict(rnd)
+        answers = rnd.pop("answers")
     return Room(
-        **{k: v for k, v in data.items() if k not in {"settings", "players", "plan"}},
-        settings=RoomSettings(**data["settings"]),
-        players=[Player(**p) for p in data["players"]],
-        plan=[QuestionData(**q) for q in data["plan"]],
+        **_known(Room, data),
+        settings=RoomSettings(**_known(RoomSettings, settings)),
+        players=[Player(**_known(Player, p)) for p in players],
+        plan=[QuestionData(**_known(QuestionData, q)) for q in plan],
         round=None
         if rnd is None
         else Round(
-            **{k: v for k, v in rnd.items() if k != "answers"},
-            answers={int(k): Answer(**a) for k, a in rnd["answers"].items()},
+            **_known(Round, rnd),
+            answers={int(k): Answer(**_known(Answer, a)) for k, a in answers.items()},
         ),
     )
+
+
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in fields(cls))
+    if data.keys() <= names:
+        return data  # the usual case, on every answer's path: nothing to drop
+    return {k: v for k, v in data.items() if k in names}

@@ -93,6 +93,21 @@ def test_room_from_dict_does_not_consume_its_input():
     assert data == copy
 
 
+def test_fields_a_newer_release_added_are_ignored_at_every_level():
+    # During a rolling deploy an older process reads rooms a newer one wrote.
+    original = mid_round()
+    data = json.loads(json.dumps(room_to_dict(original)))
+    data["new_room_field"] = [1]
+    data["settings"]["new_setting"] = True
+    data["players"][0]["new_player_field"] = "x"
+    data["plan"][0]["new_question_field"] = 0
+    data["round"]["new_round_field"] = None
+    next(iter(data["round"]["answers"].values()))["new_answer_field"] = 2
+    copy = json.loads(json.dumps(data))
+    assert room_from_dict(data) == original
+    assert data == copy  # the input is left as it was
+
+
 def test_a_game_continues_identically_after_a_round_trip():
     original = mid_round()
     restored = through_json(original)
