@@ -351,16 +351,31 @@ async def test_every_dashboard_panel_draws_data_after_a_game(live, prometheus):
     assert len(checked) > 80, ([q.panel for q in skipped], len(checked))
 
     await play(live)
-    # Four quick-match players connect and fill a room, which starts at once: the matchmaking wait.
-    matched = [new_player(live.url) for _ in range(4)]
-    for player in matched:
-        r = api(live.url, player.token, "POST", "/api/matchmaking/")
-        assert r.status_code == 200, r.text
-        await player.connect(r.json()["code"])
-    for player in matched:
-        await player.next("game_started")
-        await player.close()
-    await play(live)  # the second game moves series already scraped: rate() sees it
+
+    async def quick_match_game() -> Player:
+        # Four quick-match players connect and fill a room, which starts at once: the
+        # matchmaking wait.
+        matched = [new_player(live.url) for _ in range(4)]
+        for player in matched:
+            r = api(live.url, player.token, "POST", "/api/matchmaking/")
+            assert r.status_code == 200, r.text
+            await player.connect(r.json()["code"])
+        for player in matched:
+            await player.next("game_started")
+            await player.close()
+        return matched[0]
+
+    def leaderboard_reads(reader: Player) -> None:
+        # The lobby's leaderboard is cached: the cache panel's gets and hits.
+        for period in ("day", "day", "week", "week"):
+            r = api(live.url, reader.token, "GET", f"/api/leaderboard/?period={period}")
+            assert r.status_code == 200, r.text
+
+    # Each kind of traffic before and after a game, so that the series move after
+    # Prometheus has scraped them once (rate() needs two samples that differ).
+    leaderboard_reads(await quick_match_game())
+    await play(live)
+    leaderboard_reads(await quick_match_game())
 
     def empty() -> list[str]:
         end = time.time()
