@@ -55,8 +55,8 @@ def _category_check(category: str | None, rounds: int) -> None:
         raise rules.SettingsError(field, f"only {available} questions available for {rounds} rounds")
 
 
-async def room_create(*, host_id: int, settings_raw: Mapping[str, Any], quick: bool = False) -> Room:
-    """Create a room hosted by `host_id`; SettingsError names a refused field."""
+async def room_create(*, host_id: int | None, settings_raw: Mapping[str, Any], quick: bool = False) -> Room:
+    """Create a room hosted by `host_id` (None: a quick-match room); SettingsError names a field."""
     room_settings = rules.settings_validate(settings_raw)
     await database_sync_to_async(_category_check)(room_settings.category, room_settings.rounds)
     while True:
@@ -163,7 +163,7 @@ async def game_start(*, code: str, by: int | None) -> None:
     """
     room = await store.room_get(code)
     if by is not None and by != room.host:
-        raise rules.NotHost("only the host can start the game")
+        raise rules.NotHost(rules.not_host_message(room))
     if room.status != LOBBY:
         raise rules.NotInLobby("the game has already started")
     questions = await database_sync_to_async(_questions_load)(room.settings.category, room.settings.rounds)
@@ -315,9 +315,9 @@ async def _quickmatch_place(*, user_id: int) -> Room:
         except rules.RoomFull:
             continue  # full of members and held seats; held seats lapse, so it stays listed
         return placed
-    room = await room_create(
-        host_id=user_id, settings_raw={"max_players": rules.QUICK_MAX_PLAYERS}, quick=True
-    )
+    # Nobody created it, so nobody hosts it: it starts by itself (a host starting it early
+    # left the players matchmaking had placed there locked out, 4409).
+    room = await room_create(host_id=None, settings_raw={"max_players": rules.QUICK_MAX_PLAYERS}, quick=True)
     room, _ = await store.room_update(room.code, hold)
     await store.quick_open(room.code, room.created_at)
     return room

@@ -8,6 +8,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -61,6 +62,15 @@ def signup(request: HttpRequest) -> HttpResponse:
     else:
         form = UserCreationForm()
     return render(request, "registration/signup.html", {"form": form})
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's log-out (POST only, CSRF-protected); a GET gets a page to confirm it instead of a 405."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return render(request, "registration/logout_confirm.html")
 
 
 @login_required

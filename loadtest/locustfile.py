@@ -59,9 +59,6 @@ logger = logging.getLogger("loadtest")
 
 ROOT = Path(__file__).resolve().parent
 PARTY_SIZE = 8
-# How long a quick-match host waits in the lobby before starting with whoever is there
-# (the server starts a room by itself 5 s after its second player).
-LOBBY_WAIT_SECONDS = 15.0
 PARTY_WAIT_SECONDS = 10.0
 # Access tokens live 30 minutes on the server; fetch a new one well before.
 TOKEN_MAX_AGE_SECONDS = 20 * 60
@@ -438,7 +435,6 @@ class Player(_Authenticated):
     def _play(self, sock: GameSocket, code: str, party_host: bool) -> None:
         state = sock.open()
         sock.sync_clock()
-        me = self._me()
         members = {p["id"] for p in state["players"]}
         status = state["status"]
         rounds = int(state["settings"]["rounds"])
@@ -487,9 +483,8 @@ class Player(_Authenticated):
                     if closing_party and (len(members) >= expected or now > party_deadline):
                         sock.send({"type": "start"})
                         party_host = False
-                elif state["host"] == me and waited > LOBBY_WAIT_SECONDS:
-                    sock.send({"type": "start"})
-                    joined_at = now + 30  # don't repeat at once
+                # A quick-match room starts by itself once a second player is in (nobody
+                # hosts it); a player alone waits for company, as a real one would.
             timeout = 1.0 if status == "lobby" else max(0.05, idle_limit - (now - last_frame))
             if pending is not None:
                 timeout = min(timeout, max(0.0, pending[0] - now))
@@ -499,7 +494,7 @@ class Player(_Authenticated):
             if arrival is None:
                 if status != "lobby" and pending is None and time.monotonic() - last_frame > idle_limit:
                     raise TimeoutError(f"room {code}: no frame for {idle_limit:.0f}s while {status}")
-                if status == "lobby" and time.monotonic() - joined_at > 120:
+                if status == "lobby" and len(members) >= 2 and time.monotonic() - joined_at > 120:
                     raise TimeoutError(f"room {code}: the game did not start in 120s")
                 continue
             last_frame = time.monotonic()
@@ -530,13 +525,6 @@ class Player(_Authenticated):
                     sc.GAME, (time.perf_counter() - game_started_at) * 1000, None, rounds
                 )
                 return
-
-    def _me(self) -> int | None:
-        """This player's user id, read from the access token's claims."""
-        try:
-            return int(_claims(self.token)["user_id"])
-        except (KeyError, TypeError, ValueError):
-            return None
 
     def _schedule(
         self, number: int, answer_seconds: float, answered: set[int]

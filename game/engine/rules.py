@@ -249,6 +249,13 @@ def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event
 # --- The game ---------------------------------------------------------------------------------
 
 
+def not_host_message(room: Room) -> str:
+    """Why a player may not start this room's game."""
+    if room.host is None:
+        return "a quick-match room starts by itself: 5 s after its second player joins, or when full"
+    return "only the host can start the game"
+
+
 def start(
     room: Room,
     *,
@@ -260,7 +267,7 @@ def start(
 ) -> list[Event]:
     """Start the game (`by` None: the quick-match timer); open round 1."""
     if by is not None and by != room.host:
-        raise NotHost("only the host can start the game")
+        raise NotHost(not_host_message(room))
     if room.status != LOBBY:
         raise NotInLobby("the game has already started")
     if not room.players:
@@ -363,7 +370,6 @@ def round_close(room: Room, *, now: int, trigger: str) -> list[Event]:
         return []
     rnd.closed_at = now
     rnd.trigger = trigger
-    results = []
     for p in room.players:
         ans = rnd.answers.get(p.id)
         if ans is not None:
@@ -373,16 +379,7 @@ def round_close(room: Room, *, now: int, trigger: str) -> list[Event]:
                 p.correct += 1
                 p.correct_ms += ans.elapsed_ms
                 p.score += ans.points
-        results.append(
-            {
-                "player": p.id,
-                "option": None if ans is None else ans.option,
-                "correct": bool(ans and ans.correct),
-                "points": 0 if ans is None else ans.points,
-                "total": p.score,
-            }
-        )
-    events = [_emit(room, "round_result", round=rnd.number, correct_option=rnd.correct, results=results)]
+    events = [_emit(room, "round_result", **_round_result(room, rnd))]
     if rnd.number >= room.settings.rounds:
         room.status = FINISHED
         room.finished_at = now
@@ -471,17 +468,46 @@ def due(room: Room, *, now: int, grace_ms: int, abandon_ms: int, lobby_idle_ms: 
     return None
 
 
+def _round_result(room: Room, rnd: Round) -> dict[str, Any]:
+    """A closed round's `round_result` fields: one entry per member, in join order.
+
+    `total` is the member's score now, which is their total after this round while it is
+    the last one closed.
+    """
+    results = []
+    for p in room.players:
+        ans = rnd.answers.get(p.id)
+        results.append(
+            {
+                "player": p.id,
+                "option": None if ans is None else ans.option,
+                "correct": bool(ans and ans.correct),
+                "points": 0 if ans is None else ans.points,
+                "total": p.score,
+            }
+        )
+    return {"round": rnd.number, "correct_option": rnd.correct, "results": results}
+
+
 def snapshot(room: Room, *, player_id: int, now: int) -> dict[str, Any]:
     """The `state` frame for one player: everything but what must stay on the server."""
     rnd = room.round
     question = None
+    result = None
     if rnd is not None and rnd.is_open and room.status == PLAYING:
+        mine = rnd.answers.get(player_id)
         question = {
             "text": rnd.text,
             "options": rnd.options,
             "deadline": rnd.deadline,
-            "answered": player_id in rnd.answers,
+            "answered": mine is not None,
+            "option": None if mine is None else mine.option,  # NuxTest: the player's own answer
         }
+    elif rnd is not None and room.status in (PLAYING, FINISHED):
+        # NuxTest: the last round's result, for a client that (re)connects in the reveal
+        # pause or after the game: the fields of its `round_result`, and the question they
+        # answer (text and options, now that the round has closed).
+        result = {**_round_result(room, rnd), "text": rnd.text, "options": rnd.options}
     s = room.settings
     return {
         "type": "state",
@@ -501,6 +527,9 @@ def snapshot(room: Room, *, player_id: int, now: int) -> dict[str, Any]:
         ],
         "round": None if rnd is None else rnd.number,
         "question": question,
+        "result": result,
+        # NuxTest: when a quick-match lobby starts by itself (its second member armed it).
+        "starts_at": room.next_at if room.status == LOBBY and room.quick else None,
         "seq": room.seq,
         "server_time": now,
     }

@@ -174,3 +174,23 @@ def test_the_history_page_renders_for_a_logged_in_player(client, make_user):
     client.force_login(make_user("alice"))
     response = client.get("/history/")
     assert response.status_code == 200
+
+
+def test_opening_the_log_out_address_asks_to_confirm_and_logs_nobody_out(client, make_user):
+    client.force_login(make_user("alice"))
+    response = client.get("/accounts/logout/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Log out?" in page and 'method="post"' in page and "csrfmiddlewaretoken" in page
+    assert logged_in_user_id(client) is not None
+    client.post("/accounts/logout/")
+    assert logged_in_user_id(client) is None
+    assert "You are logged out" in client.get("/accounts/logout/").content.decode()
+
+
+def test_an_unknown_page_is_a_404_page_of_the_site_with_a_way_back(client):
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "Page not found" in page and "/no/such/page/" in page and 'href="/"' in page
+    assert 'rel="icon"' in page  # the site's own icon: no second 404 for /favicon.ico

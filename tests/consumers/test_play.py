@@ -422,9 +422,10 @@ async def test_a_member_who_reconnects_mid_game_gets_the_open_question_and_plays
         "options": question["options"],
         "deadline": question["deadline"],
         "answered": True,
+        "option": 0,
     }
     carol = await PlayerSocket.open(code, carol_user)
-    assert carol.state["question"]["answered"] is False
+    assert carol.state["question"]["answered"] is False and carol.state["question"]["option"] is None
     assert [p["connected"] for p in carol.state["players"]] == [True, True, True]
     for s in (alice, alice, bob):
         assert (await s.recv())["type"] == "player_joined"

@@ -486,3 +486,35 @@ async def test_the_countdown_follows_the_server_clock_and_a_reload_restores_the_
         assert moves[-2:] == ["player_left", "player_joined"], (p.label, moves)
 
     assert_no_js_errors(ahead, behind)
+
+
+async def test_a_quick_match_counts_down_to_its_start_and_a_reload_in_the_pause_shows_the_result(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    alice, bob = await players("alice"), await players("bob")
+    codes = []
+    for p in (alice, bob):
+        await sign_up(p, live.url)
+        await p.page.click("#quick-match-button")
+        await p.page.wait_for_url(re.compile(r"/rooms/[A-Z2-9]{6}/$"))
+        codes.append(await p.page.locator("#room-code-label").inner_text())
+    assert codes[0] == codes[1], "two players asking together share a room"
+    for p in (alice, bob):
+        # Nobody hosts a quick-match room: no Start button, and the lobby counts down.
+        await expect(p.page.locator("#start-button")).to_be_hidden()
+        await expect(p.page.locator("#lobby-hint")).to_contain_text(re.compile(r"starting in [0-5] s"))
+
+    rounds = 5  # the quick-match defaults: 10 s to answer, a 3 s pause
+    q = await wait_question(alice, 1, rounds)
+    await wait_question(bob, 1, rounds)
+    right = await correct_index(q)
+    await click_option(alice, right)
+    await click_option(bob, (right + 1) % 4, closes_round=True)
+    before = await alice.rendered_result(1)
+    # Reloaded in the pause, the page shows the round's result again (from the `state`).
+    await alice.page.reload()
+    after = await alice.rendered_result(1)
+    assert after["answer"] == before["answer"] == f"Correct answer: {LETTERS[right]}. {q['options'][right]}"
+    assert after["rows"] == before["rows"]
+    await wait_question(alice, 2, rounds)
+    assert_no_js_errors(alice, bob)

@@ -48,10 +48,13 @@ def all_snapshots_of_a_game():
     yield room, rules.snapshot(room, player_id=2, now=T0 + 1_301)
 
 
-def test_a_snapshot_never_contains_the_correct_option_or_the_plan():
+def test_a_snapshot_never_contains_an_open_rounds_correct_option_or_the_plan():
     count = 0
     for _, state in all_snapshots_of_a_game():
-        assert not all_keys(state) & SECRET_KEYS, state
+        # A closed round's result is public (it was broadcast): only then is there one.
+        public = {k: v for k, v in state.items() if k != "result"}
+        assert not all_keys(public) & SECRET_KEYS, state
+        assert state["result"] is None or state["question"] is None, state
         json.dumps(state)
         count += 1
     assert count == 6
@@ -81,6 +84,8 @@ def test_a_lobby_snapshot_has_no_round_and_no_question():
         ],
         "round": None,
         "question": None,
+        "result": None,
+        "starts_at": None,
         "seq": room.seq,
         "server_time": T0 + 42,
     }
@@ -98,17 +103,31 @@ def test_an_open_round_shows_its_question_and_whether_this_player_answered():
         "options": room.round.options,
         "deadline": room.round.deadline,
         "answered": True,
+        "option": right(room),
     }
-    assert theirs["question"]["answered"] is False
+    assert theirs["question"]["answered"] is False and theirs["question"]["option"] is None
     assert mine["seq"] == theirs["seq"] == room.seq
 
 
-def test_a_closed_round_keeps_its_number_but_shows_no_question():
+def test_a_closed_round_keeps_its_number_and_shows_its_result_instead_of_a_question():
     room = playing_room(HOST, 2, rounds=2)
-    rules.round_close(room, now=T0 + 200, trigger=TRIGGER_DEADLINE)
+    answer(room, 2, right(room), now=T0 + 100)
+    (result,) = rules.round_close(room, now=T0 + 200, trigger=TRIGGER_DEADLINE)
     state = rules.snapshot(room, player_id=HOST, now=T0 + 201)
     assert state["round"] == 1
     assert state["question"] is None
+    # What a player reconnecting in the reveal pause missed: the round_result's fields.
+    fields = {k: v for k, v in result.items() if k not in ("type", "seq")}
+    assert state["result"] == {**fields, "text": room.round.text, "options": room.round.options}
+
+
+def test_a_quick_match_lobby_says_when_it_starts_by_itself():
+    room = new_room(quick=True, max_players=4)
+    join(room, HOST)
+    assert rules.snapshot(room, player_id=HOST, now=T0)["starts_at"] is None
+    join(room, 2)
+    assert room.next_at is not None
+    assert rules.snapshot(room, player_id=2, now=T0)["starts_at"] == room.next_at
 
 
 def test_a_finished_game_shows_final_scores_and_no_question():

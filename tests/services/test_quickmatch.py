@@ -37,7 +37,8 @@ async def test_the_first_player_opens_a_quick_room_with_default_settings_for_fou
     (alice,) = await users(make_user, "alice")
     code = await quick_place(alice)
     room = await services.room_get(code=code)
-    assert room.quick and room.status == "lobby" and room.host == alice.pk
+    # Nobody created it, so nobody hosts it: it starts by itself.
+    assert room.quick and room.status == "lobby" and room.host is None
     assert services.room_summary(room)["settings"] == QUICK_SETTINGS
     # Placed, not yet a member (GAME.md: a member from the first connection): a held seat.
     assert room.players == [] and holders(room) == [alice.pk]
@@ -131,6 +132,20 @@ async def test_seats_held_for_placed_players_fill_a_room_until_they_lapse(make_u
     assert await quick_place(people[5]) == code
     room = await services.room_get(code=code)
     assert [p.id for p in room.players] == [people[1].pk] and holders(room) == [people[5].pk]
+
+
+async def test_nobody_can_start_a_quick_room_early_so_placed_players_are_not_locked_out(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await quick_join(alice)
+    assert await quick_place(bob) == code
+    try:
+        await services.game_start(code=code, by=alice.pk)
+    except rules.NotHost as exc:
+        assert "starts by itself" in str(exc)
+    else:
+        raise AssertionError("a quick-match room was started by hand")
+    await connect(code, bob)  # bob's held seat is still there to take
+    assert [p.id for p in (await services.room_get(code=code)).players] == [alice.pk, bob.pk]
 
 
 async def test_a_room_about_to_start_takes_no_more_placements(make_user, settings):

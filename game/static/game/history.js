@@ -42,7 +42,8 @@
         el('td', { class: 'num score' }, Number(r.score).toLocaleString()),
         el('td', { class: 'num correct' }, `${r.correct} / ${r.rounds}`),
         el('td', { class: 'num avg' }, formatMs(r.avg_answer_ms)))));
-      const wins = rows.filter((r) => r.rank === 1).length;
+      // A win is first place with points: a game nobody scored in has no winner.
+      const wins = rows.filter((r) => r.rank === 1 && r.score > 0).length;
       const total = rows.reduce((sum, r) => sum + (Number(r.score) || 0), 0);
       summary.textContent = `${rows.length >= 100 ? 'Last ' : ''}${rows.length} game${rows.length === 1 ? '' : 's'} · ${wins} win${wins === 1 ? '' : 's'} · ${total.toLocaleString()} points`;
     } catch (err) {

@@ -78,6 +78,7 @@
     question: null, // {round, text, options, deadline, open}
     result: null, // the last round_result frame
     nextAt: null, // local estimate of the next question (reveal pause)
+    startsAt: null, // a quick-match lobby's start time (server clock), from the state
     standings: null, // from game_over (or rebuilt from the state once finished)
     standingsExact: false,
   };
@@ -278,8 +279,10 @@
       };
       const mine = myAnswers.get(room.round);
       if (q.answered) {
-        if (!mine || mine.state !== 'accepted') {
-          myAnswers.set(room.round, { option: mine ? mine.option : null, state: 'accepted' });
+        // The server says which option this player chose (after a reload, or from another tab).
+        const option = typeof q.option === 'number' ? q.option : (mine ? mine.option : null);
+        if (!mine || mine.state !== 'accepted' || mine.option !== option) {
+          myAnswers.set(room.round, { option, state: 'accepted' });
         }
       } else if (mine && (mine.state === 'pending' || mine.reason === 'wrong_round')) {
         myAnswers.delete(room.round); // the answer never counted: the player may answer again
@@ -291,7 +294,18 @@
       if (room.question && room.question.round === room.round) room.question.open = false;
       else room.question = null;
       if (room.result && room.result.round !== room.round) room.result = null;
+      // The state carries the closed round's result: shown after a reload in the reveal pause.
+      if (s.result && s.result.round === room.round && !room.result) {
+        applyResultTotals(s.result);
+        room.result = s.result;
+        if (!room.question && Array.isArray(s.result.options)) {
+          room.question = {
+            round: s.result.round, text: s.result.text, options: s.result.options, deadline: null, open: false,
+          };
+        }
+      }
     }
+    room.startsAt = room.status === 'lobby' && typeof s.starts_at === 'number' ? s.starts_at : null;
 
     if (room.status === 'lobby') {
       room.standings = null;
@@ -330,6 +344,10 @@
     } else if (info.id != null) {
       room.players.push({ id: info.id, name: info.name || `player ${info.id}`, connected: true, score: 0 });
     }
+    // A quick-match lobby's second member arms its start: the state says when.
+    if (room.quick && room.status === 'lobby' && room.startsAt == null && room.players.length >= 2) {
+      requestSync();
+    }
   }
 
   function onPlayerLeft(frame) {
@@ -360,16 +378,30 @@
     };
     room.result = null;
     room.nextAt = null;
+    // On a small screen the options can start below the fold: bring the question into view
+    // (once it is rendered) rather than make the player scroll against the clock.
+    requestAnimationFrame(() => {
+      const last = ui.options[ui.options.length - 1];
+      if (!last || ui.gamePanel.hidden) return;
+      const top = ui.question.getBoundingClientRect().top;
+      if (top < 0 || last.getBoundingClientRect().bottom > window.innerHeight) {
+        ui.question.scrollIntoView({ block: 'start' });
+      }
+    });
+  }
+
+  function applyResultTotals(result) {
+    for (const entry of result.results || []) {
+      const p = playerById(entry.player);
+      if (p && typeof entry.total === 'number') p.score = entry.total;
+    }
   }
 
   function onRoundResult(frame) {
     if (room.question && room.question.round === frame.round) room.question.open = false;
     room.round = frame.round;
     room.result = frame;
-    for (const entry of frame.results || []) {
-      const p = playerById(entry.player);
-      if (p && typeof entry.total === 'number') p.score = entry.total;
-    }
+    applyResultTotals(frame);
     const last = room.settings && frame.round >= room.settings.rounds;
     room.nextAt = !last && room.settings ? Date.now() + room.settings.reveal_seconds * 1000 : null;
   }
@@ -535,8 +567,10 @@
     const seats = max ? ` (${count} / ${max})` : '';
     let hint;
     if (room.quick) {
-      hint = `Quick match${seats}: the game starts by itself 5 s after a second player joins, or as soon as the room is full.`;
-      if (isHost) hint += ' You can also start it now.';
+      const left = room.startsAt == null ? null : Math.max(0, Math.ceil((room.startsAt - serverNow()) / 1000));
+      hint = left == null
+        ? `Quick match${seats}: the game starts by itself 5 s after a second player joins, or as soon as the room is full.`
+        : `Quick match${seats}: starting in ${left} s, or as soon as the room is full.`;
     } else if (isHost) {
       hint = `You are the host${seats}. Share the invite link, then start when everyone is in.`;
     } else {
@@ -708,6 +742,7 @@
       ui.countdownBar.style.width = '0%';
       ui.countdown.parentElement.classList.remove('urgent');
     }
+    if (room.status === 'lobby' && room.quick && room.startsAt != null) renderLobbyHint(false);
     const hint = document.getElementById('next-hint');
     if (hint) {
       if (room.status === 'playing' && room.nextAt) {
