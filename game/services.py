@@ -162,8 +162,7 @@ async def game_start(*, code: str, by: int | None) -> None:
     inside the transaction).
     """
     room = await store.room_get(code)
-    if by is not None and by != room.host:
-        raise rules.NotHost(rules.not_host_message(room))
+    rules.start_check(room, by)
     if room.status != LOBBY:
         raise rules.NotInLobby("the game has already started")
     questions = await database_sync_to_async(_questions_load)(room.settings.category, room.settings.rounds)

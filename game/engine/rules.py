@@ -249,11 +249,20 @@ def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event
 # --- The game ---------------------------------------------------------------------------------
 
 
-def not_host_message(room: Room) -> str:
-    """Why a player may not start this room's game."""
+def start_check(room: Room, by: int | None) -> None:
+    """Raise NotHost unless `by` may start this room's game (None: the quick-match timer).
+
+    The host may; so may any other member while the host has no open connection (a host
+    who left the lobby would otherwise keep everyone waiting). Nobody may start a
+    quick-match room by hand: it starts by itself.
+    """
+    if by is None or by == room.host:
+        return
     if room.host is None:
-        return "a quick-match room starts by itself: 5 s after its second player joins, or when full"
-    return "only the host can start the game"
+        raise NotHost("a quick-match room starts by itself: 5 s after its second player joins, or when full")
+    host = room.player(room.host)
+    if room.player(by) is None or (host is not None and host.connected):
+        raise NotHost("only the host can start the game")
 
 
 def start(
@@ -266,8 +275,7 @@ def start(
     now: int,
 ) -> list[Event]:
     """Start the game (`by` None: the quick-match timer); open round 1."""
-    if by is not None and by != room.host:
-        raise NotHost(not_host_message(room))
+    start_check(room, by)
     if room.status != LOBBY:
         raise NotInLobby("the game has already started")
     if not room.players:

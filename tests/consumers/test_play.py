@@ -561,3 +561,18 @@ async def test_quick_match_players_join_by_connecting_and_the_fourth_to_connect_
         question = await sock.recv()
         assert question["type"] == "question" and question["round"] == 1
     await sockets_close(socks)
+
+
+async def test_while_the_host_is_away_from_the_lobby_another_member_starts_the_game(make_user):
+    alice_user, bob_user = await users(make_user, *NAMES[:2])
+    code = await room_new(alice_user, rounds=1)
+    alice = await PlayerSocket.open(code, alice_user, web=2)
+    (bob,) = await sockets_open(code, bob_user)
+    await alice.until("player_joined")
+    await bob.send({"type": "start"})
+    assert (await bob.until("error"))["code"] == "not_host"  # the host is here
+    await alice.close()
+    assert (await bob.recv())["type"] == "player_left"
+    await bob.send({"type": "start"})
+    assert (await bob.until("game_started"))["rounds"] == 1
+    await bob.close()

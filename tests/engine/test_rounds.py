@@ -69,6 +69,32 @@ def test_a_player_who_is_not_the_host_cannot_start_the_game():
     assert room_to_dict(room) == before
 
 
+def test_while_the_host_is_away_from_the_lobby_another_member_may_start():
+    room = new_room()
+    join(room, HOST, 2, 3)
+    leave(room, HOST)
+    with pytest.raises(rules.NotHost):
+        start_game(room, by=99)  # not a member
+    start_game(room, by=3)
+    assert room.status == PLAYING
+
+
+def test_once_the_host_is_back_only_the_host_may_start():
+    room = new_room()
+    join(room, HOST, 2)
+    leave(room, HOST)
+    join(room, HOST)
+    with pytest.raises(rules.NotHost):
+        start_game(room, by=2)
+
+
+def test_nobody_starts_a_quick_match_room_by_hand():
+    room = new_room(quick=True, host=None, max_players=4)
+    join(room, 1, 2)
+    with pytest.raises(rules.NotHost, match="starts by itself"):
+        start_game(room, by=1)
+
+
 def test_the_game_cannot_be_started_twice():
     room = playing_room(HOST, 2)
     before = room_to_dict(room)

@@ -35,7 +35,8 @@
         if (raw === '' || !Number.isFinite(value)) {
           input.setAttribute('aria-invalid', 'true');
           input.focus();
-          showError(errorNode, `${name}: must be a number`);
+          const label = input.labels && input.labels[0] ? input.labels[0].textContent.trim() : name;
+          showError(errorNode, `${label}: must be a number`);
           return;
         }
         settings[name] = value;
@@ -50,8 +51,15 @@
         location.assign(roomUrl(createForm.dataset.roomUrl, data.code));
       } catch (err) {
         const field = err.field && createForm.elements[err.field];
-        if (field) field.setAttribute('aria-invalid', 'true');
-        showError(errorNode, err.detail || String(err));
+        let message = err.detail || String(err);
+        if (field) {
+          field.setAttribute('aria-invalid', 'true');
+          field.focus();
+          // "reveal_seconds: must be …" reads better with the form's own label.
+          const label = field.labels && field.labels[0] ? field.labels[0].textContent.trim() : null;
+          if (label && message.startsWith(`${err.field}:`)) message = `${label}:${message.slice(err.field.length + 1)}`;
+        }
+        showError(errorNode, message);
         button.disabled = false;
         button.textContent = 'Create room';
       }

@@ -8,7 +8,7 @@
 (function () {
   'use strict';
 
-  const { el, readJSONScript } = window.NuxTest;
+  const { el, getJSON, readJSONScript } = window.NuxTest;
 
   const app = document.getElementById('room-app');
   if (!app) return;
@@ -196,10 +196,30 @@
       );
       ui.notice.dataset.code = String(code);
       ui.notice.hidden = false;
+      // Nothing to invite anyone to from a room this player cannot enter.
+      const invite = ui.invite.closest('.invite');
+      if (invite) invite.hidden = true;
+      if (code === 4409) explainRefusal();
       render();
       return;
     }
     scheduleReconnect();
+  }
+
+  async function explainRefusal() {
+    // 4409 covers a full room, a started game and an ended one: the summary says which.
+    try {
+      const summary = await getJSON(`/api/rooms/${encodeURIComponent(CODE)}/`);
+      const why = {
+        finished: 'This game has ended.',
+        abandoned: 'This game was abandoned.',
+        playing: 'This game has already started without you.',
+        lobby: 'This room is full.',
+      }[summary.status];
+      if (why) ui.notice.querySelector('strong').textContent = why;
+    } catch (err) {
+      // Keep the generic message.
+    }
   }
 
   function scheduleReconnect() {
@@ -542,6 +562,9 @@
     ui.settings.textContent = settingsText(room.settings);
 
     const isHost = MY_ID != null && room.host === MY_ID;
+    // While the host is away from the lobby, any member may start (the server allows it).
+    const hostPlayer = room.host == null ? null : playerById(room.host);
+    const hostAway = room.host != null && MY_ID != null && !isHost && Boolean(hostPlayer) && !hostPlayer.connected;
     ui.grid.hidden = fatal && !room.known;
     ui.connectingPanel.hidden = room.known || fatal;
     ui.lobbyPanel.hidden = !(room.known && status === 'lobby');
@@ -550,10 +573,10 @@
     ui.abandonedPanel.hidden = !(room.known && status === 'abandoned');
     ui.gamePanel.classList.toggle('is-over', status === 'finished');
 
-    ui.start.hidden = !(isHost && status === 'lobby' && !fatal);
+    ui.start.hidden = !((isHost || hostAway) && status === 'lobby' && !fatal);
     ui.start.disabled = startPending || !ws || ws.readyState !== WebSocket.OPEN;
     ui.start.textContent = startPending ? 'Starting…' : 'Start game';
-    renderLobbyHint(isHost);
+    renderLobbyHint(isHost, hostAway);
     renderPlayers();
     renderQuestion();
     renderResult();
@@ -561,7 +584,7 @@
     tick();
   }
 
-  function renderLobbyHint(isHost) {
+  function renderLobbyHint(isHost, hostAway = false) {
     const count = room.players.length;
     const max = room.settings ? room.settings.max_players : null;
     const seats = max ? ` (${count} / ${max})` : '';
@@ -573,6 +596,8 @@
         : `Quick match${seats}: starting in ${left} s, or as soon as the room is full.`;
     } else if (isHost) {
       hint = `You are the host${seats}. Share the invite link, then start when everyone is in.`;
+    } else if (hostAway) {
+      hint = `${playerName(room.host)}, the host, has left${seats}: any player can start the game.`;
     } else {
       const host = room.host != null ? playerName(room.host) : 'the host';
       hint = `Waiting for ${host} to start the game${seats}…`;
