@@ -496,7 +496,7 @@ async def test_a_quick_match_counts_down_to_its_start_and_a_reload_in_the_pause_
     for p in (alice, bob):
         await sign_up(p, live.url)
         await p.page.click("#quick-match-button")
-        await p.page.wait_for_url(re.compile(r"/rooms/[A-Z2-9]{6}/$"))
+        await p.page.wait_for_url(re.compile(r"/rooms/[A-Z2-9]{6}/\?quick=1$"))
         codes.append(await p.page.locator("#room-code-label").inner_text())
     assert codes[0] == codes[1], "two players asking together share a room"
     for p in (alice, bob):
@@ -518,3 +518,24 @@ async def test_a_quick_match_counts_down_to_its_start_and_a_reload_in_the_pause_
     assert after["rows"] == before["rows"]
     await wait_question(alice, 2, rounds)
     assert_no_js_errors(alice, bob)
+
+
+async def test_a_quick_match_player_whose_room_started_before_their_page_connected_is_placed_again(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    alice, bob, carol = await players("alice"), await players("bob"), await players("carol")
+    for p in (alice, bob, carol):
+        await sign_up(p, live.url)
+    for p in (alice, bob):
+        await p.page.click("#quick-match-button")
+        await p.page.wait_for_url(re.compile(r"/rooms/[A-Z2-9]{6}/\?quick=1$"))
+    first = await alice.page.locator("#room-code-label").inner_text()
+    # Carol is placed in the same room, but her page opens it only once it has started.
+    placed = await carol.page.evaluate("() => window.NuxTest.postJSON('/api/matchmaking/', {})")
+    assert placed["code"] == first
+    await wait_question(alice, 1, 5)
+    await carol.page.goto(f"/rooms/{first}/?quick=1")
+    # Refused (4409), the page asks quick match again and lands in a room of its own.
+    await carol.page.wait_for_url(re.compile(rf"/rooms/(?!{first})[A-Z2-9]{{6}}/\?quick=1$"))
+    await expect(carol.page.locator("#status")).to_have_text("lobby")
+    assert_no_js_errors(alice, bob, carol)

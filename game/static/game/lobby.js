@@ -97,7 +97,8 @@
       quickButton.textContent = 'Finding a room…';
       try {
         const data = await postJSON(quickButton.dataset.apiUrl, {});
-        location.assign(roomUrl(quickButton.dataset.roomUrl, data.code));
+        // ?quick=1: the room page asks again should the room start before it connects.
+        location.assign(`${roomUrl(quickButton.dataset.roomUrl, data.code)}?quick=1`);
       } catch (err) {
         showError(errorNode, err.detail || String(err));
         quickButton.disabled = false;

@@ -8,7 +8,7 @@
 (function () {
   'use strict';
 
-  const { el, getJSON, readJSONScript } = window.NuxTest;
+  const { el, getJSON, postJSON, readJSONScript } = window.NuxTest;
 
   const app = document.getElementById('room-app');
   if (!app) return;
@@ -30,6 +30,7 @@
     round_closed: 'Too late: the round has closed.',
     already_answered: 'You have already answered this round.',
   };
+  const REQUEUE_KEY = 'nuxtest-quick-requeue';
   const PING_EVERY_MS = 15000;
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 5000;
@@ -187,6 +188,7 @@
       location.assign(`${app.dataset.loginUrl}?next=${encodeURIComponent(next)}`);
       return;
     }
+    if (code === 4409 && !room.known && requeue()) return;
     if (Object.prototype.hasOwnProperty.call(FATAL_CLOSES, code)) {
       fatal = true;
       setConnection('failed', 'disconnected');
@@ -204,6 +206,28 @@
       return;
     }
     scheduleReconnect();
+  }
+
+  function requeue() {
+    // Quick match placed us here, but the room started before this page connected (4409):
+    // ask for another room, a few times at most (the counter lives as long as the tab).
+    if (new URLSearchParams(location.search).get('quick') !== '1') return false;
+    const tries = Number(sessionStorage.getItem(REQUEUE_KEY) || 0);
+    if (tries >= 3) return false;
+    sessionStorage.setItem(REQUEUE_KEY, String(tries + 1));
+    fatal = true;
+    setConnection('reconnecting', 'finding another room…');
+    ui.notice.replaceChildren(el('strong', null, 'That room started without you: finding another…'));
+    ui.notice.hidden = false;
+    postJSON('/api/matchmaking/', {})
+      .then((data) => location.replace(`/rooms/${encodeURIComponent(data.code)}/?quick=1`))
+      .catch(() => {
+        ui.notice.replaceChildren(
+          el('strong', null, FATAL_CLOSES[4409]), ' ',
+          el('a', { href: app.dataset.lobbyUrl }, 'Back to the lobby'),
+        );
+      });
+    return true;
   }
 
   async function explainRefusal() {
@@ -283,6 +307,7 @@
 
     const previousStatus = room.status;
     room.known = true;
+    sessionStorage.removeItem(REQUEUE_KEY);
     room.status = s.status;
     room.settings = s.settings || room.settings;
     room.host = s.host;
