@@ -353,17 +353,24 @@ async def test_every_dashboard_panel_draws_data_after_a_game(live, prometheus):
     await play(live)
 
     async def quick_match_game() -> Player:
-        # Four quick-match players connect and fill a room, which starts at once: the
-        # matchmaking wait.
-        matched = [new_player(live.url) for _ in range(4)]
-        for player in matched:
+        # Quick-match players connect until one of them fills a room, which starts at once:
+        # the matchmaking wait. (Other tests on this stack may have left an open room with
+        # members in it, so the first player need not open a new one.)
+        placed: list[Player] = []
+        for _ in range(8):
+            player = new_player(live.url)
             r = api(live.url, player.token, "POST", "/api/matchmaking/")
             assert r.status_code == 200, r.text
-            await player.connect(r.json()["code"])
-        for player in matched:
-            await player.next("game_started")
-            await player.close()
-        return matched[0]
+            placed.append(player)
+            state = await player.connect(r.json()["code"])
+            if len(state["players"]) == state["settings"]["max_players"]:
+                await player.next("game_started")
+                break
+        else:
+            raise AssertionError("eight quick-match players filled no room")
+        for p in placed:
+            await p.close()
+        return placed[0]
 
     def leaderboard_reads(reader: Player) -> None:
         # The lobby's leaderboard is cached: the cache panel's gets and hits.
