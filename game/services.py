@@ -156,7 +156,7 @@ def _questions_load(category: str | None, rounds: int) -> list[QuestionData]:
 
 
 async def game_start(*, code: str, by: int | None) -> None:
-    """Start the game: `by` must be the host (None: the quick-match timer).
+    """Start the game for `by` (None: the quick-match timer); rules.start_check says who may.
 
     Raises NotHost or NotInLobby (checked before the question bank is read, then again
     inside the transaction).
@@ -297,7 +297,7 @@ async def _quickmatch_place(*, user_id: int) -> Room:
     now = now_ms()
     # A player placed again keeps the room they are in or hold a seat of (the hold renewed).
     mine = [r for r in rooms if r.player(user_id) or rules.seat_held(r, player_id=user_id, now=now)]
-    others = [r for r in rooms if r.code not in {m.code for m in mine} and _quick_joinable(r, now)]
+    others = [r for r in rooms if r not in mine and _quick_joinable(r, now)]
 
     def hold(room: Room) -> None:
         rules.seat_hold(room, player_id=user_id, now=now_ms(), hold_ms=hold_ms)

@@ -167,9 +167,14 @@ def _emit(room: Room, type_: str, **payload: Any) -> Event:
 # --- Membership and connections ---------------------------------------------------------------
 
 
-def _held_by_others(room: Room, *, player_id: int, now: int) -> int:
-    """Seats of this quick-match room held for other placed players (and still held at `now`)."""
-    return sum(1 for held_id, until in room.held if held_id != player_id and until > now)
+def _seat_check(room: Room, *, player_id: int, now: int) -> None:
+    """Raise unless a non-member could take a seat: a lobby, with members and seats held for
+    other placed players (still held at `now`) short of `max_players`."""
+    if room.status != LOBBY:
+        raise GameAlreadyStarted("the game has already started")
+    held = sum(1 for held_id, until in room.held if held_id != player_id and until > now)
+    if len(room.players) + held >= room.settings.max_players:
+        raise RoomFull("the room is full")
 
 
 def seat_hold(room: Room, *, player_id: int, now: int, hold_ms: int) -> None:
@@ -182,8 +187,7 @@ def seat_hold(room: Room, *, player_id: int, now: int, hold_ms: int) -> None:
         raise GameAlreadyStarted("the game has already started")
     if room.player(player_id) is not None:
         return
-    if len(room.players) + _held_by_others(room, player_id=player_id, now=now) >= room.settings.max_players:
-        raise RoomFull("the room is full")
+    _seat_check(room, player_id=player_id, now=now)
     room.held = [h for h in room.held if h[0] != player_id and h[1] > now] + [[player_id, now + hold_ms]]
 
 
@@ -200,10 +204,7 @@ def member_add(room: Room, *, player_id: int, name: str, now: int, quick_start_m
     """
     if room.player(player_id) is not None:
         return False
-    if room.status != LOBBY:
-        raise GameAlreadyStarted("the game has already started")
-    if len(room.players) + _held_by_others(room, player_id=player_id, now=now) >= room.settings.max_players:
-        raise RoomFull("the room is full")
+    _seat_check(room, player_id=player_id, now=now)
     room.players.append(Player(id=player_id, name=name, joined_at=now))
     if room.held:
         room.held = [h for h in room.held if h[0] != player_id and h[1] > now]
