@@ -119,6 +119,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             now=time.monotonic(),
         )
         self.refused_in_a_row = 0
+        self.flood_closed = False
         self.counted = False
         self.in_room = False
         self.subscribed = False
@@ -246,7 +247,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- Frames from the client -----------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self.joined:
+        if not self.joined or self.flood_closed:
+            # Frames still buffered behind a close for flooding are dropped unanswered.
             return
         started = time.perf_counter()
         raw = text_data if text_data is not None else bytes_data or b""
@@ -259,6 +261,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 if not self.bucket.take(time.monotonic()) or not await self._user_rate_take():
                     self.refused_in_a_row += 1
                     if self.refused_in_a_row >= settings.NUXTEST_WS_FLOOD_CLOSE_AFTER:
+                        self.flood_closed = True
                         logger.warning("websocket closed for flooding", extra={"event": "ws_flood_closed"})
                         await self.close(CLOSE_TOO_MANY)
                         return
@@ -313,6 +316,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             frame = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameError("bad_json", "the frame is not valid JSON") from exc
+        except RecursionError as exc:
+            raise FrameError("bad_json", "the frame is nested too deeply") from exc
         if not isinstance(frame, dict):
             raise FrameError("bad_json", "the frame must be a JSON object")
         kind = frame.get("type")
@@ -342,12 +347,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return "ok" if outcome.accepted else "refused"
         elif kind == "ping":
             t = frame.get("t")
-            if t is not None and (
-                isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
-            ):
+            if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)):
                 raise FrameError("invalid_field", "t: must be a finite number")
+            # The range first: math.isfinite cannot take an integer too large for a float.
             if isinstance(t, int) and not _INT_MIN <= t <= _INT_MAX:
                 raise FrameError("invalid_field", "t: out of range")
+            if isinstance(t, float) and not math.isfinite(t):
+                raise FrameError("invalid_field", "t: must be a finite number")
             await self._send({"type": "pong", "t": t, "server_time": services.now_ms()})
         elif kind == "sync":
             await self._send_state(await services.state_snapshot(code=self.code, user_id=self.user_id))

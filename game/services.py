@@ -111,7 +111,12 @@ async def room_connect(*, code: str, user_id: int, name: str, conn: str) -> dict
         evts = rules.connect(
             room, player_id=user_id, name=name, conn=conn, now=now, quick_start_ms=_quick_start_ms()
         )
-        return evts, rules.snapshot(room, player_id=user_id, now=now), len(room.players) > members
+        snapshot = rules.snapshot(room, player_id=user_id, now=now)
+        # A player who answered and comes back alone to a room nobody was connected to is
+        # now every connected player: the round closes. After the snapshot, so the round's
+        # result reaches this connection too, as the broadcast following its `state`.
+        evts += rules.close_if_all_answered(room, now)
+        return evts, snapshot, len(room.players) > members
 
     room, (evts, snapshot, added) = await store.room_update(code, change)
     events.order(code, evts)

@@ -243,7 +243,7 @@ def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event
         events.append(_emit(room, "player_left", player={"id": player.id, "name": player.name}))
     if not room.connected_players:
         room.empty_since = now
-    events += _close_if_all_answered(room, now)
+    events += close_if_all_answered(room, now)
     return events
 
 
@@ -359,10 +359,11 @@ def answer(
         if correct
         else 0,
     )
-    return AnswerOutcome(round_number, True), _close_if_all_answered(room, now)
+    return AnswerOutcome(round_number, True), close_if_all_answered(room, now)
 
 
-def _close_if_all_answered(room: Room, now: int) -> list[Event]:
+def close_if_all_answered(room: Room, now: int) -> list[Event]:
+    """Close the open round if at least one player is connected and every connected one answered."""
     rnd = room.round
     if room.status != PLAYING or rnd is None or not rnd.is_open:
         return []

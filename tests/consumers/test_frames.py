@@ -84,6 +84,9 @@ async def test_frames_that_are_not_json_objects_get_bad_json(playing):
         '"ping"',
         "42",
         "null",
+        # Nested deeper than the parser goes (it raises RecursionError, not ValueError).
+        "[" * 5000 + "]" * 5000,
+        '{"a": ' * 5000 + "1" + "}" * 5000,
     ]:
         await refused(playing, playing.a, frame, "bad_json")
 
@@ -184,7 +187,7 @@ async def test_a_burst_over_the_rate_limit_gets_rate_limited_and_the_socket_stay
     await t.b.disconnect()
 
 
-async def test_a_flooding_player_is_closed_with_4429_while_the_other_plays_on(settings, make_user):
+async def test_a_flooding_player_is_closed_with_4429_while_the_other_plays_on(settings, make_user, caplog):
     settings.NUXTEST_WS_RATE_BURST = 4  # Alice needs 3: start, ping, answer
     settings.NUXTEST_WS_RATE_PER_SECOND = 0.01
     settings.NUXTEST_WS_FLOOD_CLOSE_AFTER = 5
@@ -206,6 +209,9 @@ async def test_a_flooding_player_is_closed_with_4429_while_the_other_plays_on(se
     # Alice was never limited: she pings, answers and gets the round's frames.
     await ping_pong(t.a)
     await t.b.disconnect()
+    # The frames still queued behind the close are dropped, not answered or logged again.
+    flood_logs = [r for r in caplog.records if getattr(r, "event", None) == "ws_flood_closed"]
+    assert len(flood_logs) == 1
     left = await recv(t.a)
     assert left["type"] == "player_left" and left["player"]["id"] == t.bob.pk
     await send(t.a, {"type": "answer", "round": t.round, "option": 0})
@@ -290,6 +296,9 @@ async def test_integers_too_large_to_echo_get_invalid_field_and_the_largest_that
         '{"type": "answer", "round": 1000000000000000000000000000000, "option": 1}',
         '{"type": "answer", "round": -9223372036854775809, "option": 1}',
         '{"type": "ping", "t": 100000000000000000000000000000000000000000000000000}',
+        # Too large for a float as well: the range is checked before finiteness.
+        '{"type": "ping", "t": ' + "9" * 400 + "}",
+        '{"type": "ping", "t": -' + "9" * 400 + "}",
     ]:
         await refused(playing, playing.a, frame, "invalid_field")
     await send(playing.a, {"type": "answer", "round": 2**64 - 1, "option": 1})

@@ -513,6 +513,29 @@ async def test_a_disconnected_player_does_not_block_closing_a_round_everyone_con
     await alice.close()
 
 
+async def test_a_player_who_answered_and_comes_back_alone_closes_the_round_at_once(make_user):
+    alice_user, bob_user = await users(make_user, *NAMES[:2])
+    code = await room_new(alice_user, rounds=2, answer_seconds=60, reveal_seconds=0)
+    (alice,) = await sockets_open(code, alice_user)
+    bob = await PlayerSocket.open(code, bob_user, web=2)
+    await start_over_socket([alice, bob])
+    await alice.answer(1, 2)
+    await alice.close()
+    await bob.until("player_left")
+    await bob.close()  # nobody connected: the round stays open for its deadline
+    assert (await services.room_get(code=code)).round.is_open  # type: ignore[union-attr]
+
+    # Alice alone is every connected player, and she answered: no waiting for the deadline
+    # a minute away. Her `state` shows the round as she left it; its result follows.
+    alice = await PlayerSocket.open(code, alice_user)
+    assert alice.state["round"] == 1 and alice.state["question"]["answered"] is True
+    result = await alice.recv()
+    assert result["type"] == "round_result" and result["seq"] == alice.state["seq"] + 1
+    assert [r["option"] for r in result["results"]] == [2, None]
+    assert (await alice.recv())["type"] == "question"
+    await alice.close()
+
+
 async def test_the_correct_option_appears_in_no_frame_before_the_round_result(make_user):
     alice_user, bob_user = await users(make_user, *NAMES[:2])
     code = await room_new(alice_user, rounds=3, answer_seconds=60, reveal_seconds=0)
