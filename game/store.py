@@ -368,6 +368,11 @@ async def instances_alive(instance_ids: Iterable[str]) -> set[str]:
     return {i for i, v in zip(ids, found, strict=True) if v is not None}
 
 
+async def instances_count() -> int:
+    """How many web processes have a current heartbeat (a scan: for operators' tools only)."""
+    return len([k async for k in client().scan_iter(match=key("instance", "*"), count=1000)])
+
+
 def conn_instance(conn: str) -> str:
     """The web-process id part of a connection id ("<instance>|<channel>")."""
     return conn.split("|", 1)[0]

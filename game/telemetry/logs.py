@@ -9,6 +9,7 @@ lines name their `event` (extra={"event": ...}); other libraries' lines get
 from __future__ import annotations
 
 import logging
+import os
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +18,9 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 from game.telemetry import context, tracing
 
-# Set by game.telemetry.setup for this process (web, worker, beat, manage).
-SERVICE = "nuxtest"
+# Set by game.telemetry.setup for this process (web, worker, beat, manage); Flower, which
+# does not run that set-up, is named by NUXTEST_SERVICE alone.
+SERVICE = os.environ.get("NUXTEST_SERVICE", "nuxtest")
 ENVIRONMENT = "development"
 
 # Names that must never reach a log line as a field.
@@ -106,6 +108,22 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(extras)}]" if extras else line
 
 
+# Celery's own INFO lines about these tasks (received, succeeded, sent by beat) are left
+# out: the sweeper runs every second, and they were two thirds of an idle game's log.
+ROUTINE_TASKS = ("game.tasks.rooms_sweep",)
+_ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+class RoutineTaskFilter(logging.Filter):
+    """Drops Celery's INFO lines about routine tasks (kept at LOG_LEVEL=DEBUG, and any error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        message = record.getMessage()
+        return not any(task in message for task in ROUTINE_TASKS)
+
+
 class ChannelLayerDropCounter(logging.Handler):
     """Counts the group messages channels-redis drops over capacity (it only logs them, at INFO)."""
 
@@ -137,7 +155,10 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "game.telemetry.logs.ContextFilter"}},
+        "filters": {
+            "context": {"()": "game.telemetry.logs.ContextFilter"},
+            "routine": {"()": "game.telemetry.logs.RoutineTaskFilter"},
+        },
         "formatters": {"main": formatter},
         "handlers": {
             "stdout": {
@@ -152,5 +173,6 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "loggers": {
             # channels-redis reports drops only at INFO: always count them, whatever LOG_LEVEL says.
             "channels_redis.core": {"handlers": ["channel_layer_drops"], "level": "INFO", "propagate": True},
+            **{name: {"filters": ["routine"]} for name in _ROUTINE_LOGGERS},
         },
     }

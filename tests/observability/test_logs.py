@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -118,3 +119,20 @@ def test_otel_collector_sends_traces_to_tempo() -> None:
     tempo = load_yaml(OBS / "tempo" / "tempo.yml")
     assert tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
     assert tempo["server"]["http_listen_port"] == 3200
+
+
+def test_celerys_routine_lines_about_the_sweeper_are_left_out_but_other_tasks_and_errors_stay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    trace = logging.getLogger("celery.app.trace")
+    beat = logging.getLogger("celery.beat")
+    with caplog.at_level(logging.INFO):
+        fmt = "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s"
+        trace.info(fmt, {"name": "game.tasks.rooms_sweep", "id": "1", "runtime": 0.01, "return_value": {}})
+        beat.info("Scheduler: Sending due task %s (%s)", "rooms-sweep", "game.tasks.rooms_sweep")
+        trace.info(fmt, {"name": "game.tasks.round_close", "id": "2", "runtime": 0.01, "return_value": True})
+        trace.error("Task %s[%s] raised unexpected: %s", "game.tasks.rooms_sweep", "3", "boom")
+    assert [r.getMessage()[:30] for r in caplog.records] == [
+        "Task game.tasks.round_close[2]",
+        "Task game.tasks.rooms_sweep[3]",
+    ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from game import faults
+from game import faults, store
 from game.aio import run_sync
 
 
@@ -35,6 +38,14 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps(current.as_dict(), indent=2))
+        if not run_sync(store.instances_count()) and not store.workers_online(now=time.time()):
+            # The flags are kept, but a mistyped REDIS_URL would leave them where no game looks.
+            where = urlsplit(settings.REDIS_URL)
+            self.stderr.write(
+                f"note: no web process or worker is running against this Redis "
+                f"({where.hostname}:{where.port}{where.path}): the flags wait there for one. "
+                "Set REDIS_URL to the game's Redis if it runs elsewhere."
+            )
 
     @staticmethod
     def _pair(text: str) -> tuple[str, str]:

@@ -1,0 +1,69 @@
+"""The operators' command-line tools: where they write, and what they say about it."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.core.management import call_command
+
+from game import store
+from game.aio import run_sync
+from nuxtest import embedded
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Prints the REDIS_URL the settings choose for a process started without one.
+_PRINT_REDIS_URL = """
+import os, subprocess, sys
+env = dict(os.environ)
+published = env.pop("REDIS_URL")
+code = "import django; django.setup(); from django.conf import settings; print(settings.REDIS_URL)"
+env["DJANGO_SETTINGS_MODULE"] = "nuxtest.settings"
+chosen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+print(published, chosen.stdout.strip())
+"""
+
+
+def test_make_runs_embedded_redis_is_what_another_shell_reaches_while_it_runs():
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "nuxtest.embedded", "--publish", "--", sys.executable, "-c", _PRINT_REDIS_URL],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    published, chosen = out.stdout.split()
+    assert published.startswith("redis://127.0.0.1:") and chosen == published
+    # Gone with the game: a later process falls back to the machine's Redis.
+    assert not embedded.PUBLISHED.exists()
+    assert embedded.published_url() is None
+
+
+def test_a_stale_address_left_by_a_killed_runner_is_ignored(tmp_path, monkeypatch):
+    stale = tmp_path / "url"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale.write_text(f"redis://127.0.0.1:1/0 {dead.pid}\n")
+    monkeypatch.setattr(embedded, "PUBLISHED", stale)
+    assert embedded.published_url() is None
+    stale.write_text(f"redis://127.0.0.1:1/0 {os.getpid()}\n")
+    assert embedded.published_url() == "redis://127.0.0.1:1/0"
+
+
+def test_fault_flags_set_where_no_game_runs_say_so_and_are_kept():
+    err = io.StringIO()
+    call_command("faults", "set", "answer_delay_ms=300", stdout=io.StringIO(), stderr=err)
+    assert "no web process or worker is running against this Redis" in err.getvalue()
+    # With a web process's heartbeat in that Redis, the same command says nothing more.
+    run_sync(store.instance_heartbeat("web-test", 30))
+    err = io.StringIO()
+    out = io.StringIO()
+    call_command("faults", "clear", stdout=out, stderr=err)
+    assert err.getvalue() == "" and '"answer_delay_ms": 0' in out.getvalue()
