@@ -12,8 +12,9 @@ data lives as long as the stack: read it before stopping.
 Ctrl-C or SIGTERM stops it; started in the background by a script, only SIGTERM does (a
 non-interactive shell starts background jobs with SIGINT ignored).
 
-Redis is REDIS_URL when set (under a random key prefix and Celery queue of the run's own),
-else an embedded redis-server (nuxtest.embedded). The database is DATABASE_URL when set,
+Redis is REDIS_URL when set (under a random key prefix and Celery queue of the run's own,
+whose keys are deleted when the stack stops), else an embedded redis-server
+(nuxtest.embedded). The database is DATABASE_URL when set,
 else a fresh SQLite file; it is migrated and the question bank loaded. Processes can be
 pinned to a CPU (`cpu=`), so that on a 2-core machine the server under test has one core
 and the load generator the other.
@@ -225,8 +226,24 @@ class Stack:
             self.stop(name)
         if "redis" in self.procs:
             self.stop("redis")
+        elif self.env.get("REDIS_URL"):
+            self._forget_keys()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _forget_keys(self) -> None:
+        """On a shared Redis (REDIS_URL): delete every key of this stack's prefix (game, Celery)."""
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        try:
+            keys = list(client.scan_iter(match=f"{self.env['NUXTEST_REDIS_PREFIX']}*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+        except redis.RedisError:
+            pass  # the run is over either way; its keys stay behind
+        finally:
+            client.close()
 
 
 def _wait_tcp(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
