@@ -12,6 +12,8 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
     userrate:<USER>      token bucket of a user's WebSocket messages, over all their connections
     faults               hash of the operators' fault flags (game.faults)
     throttle:<SCOPE_ID>  sorted set of an API client's recent requests in a throttle's window
+    timers               sorted set of the game's armed timers (JSON), scored by due time in ms
+    timers:wake          channel: a timer earlier than every other one was armed
 
 Every change to a room is a compare-and-set of its key (a Lua script: write only if the
 stored room is still the one the change was computed from, else retry on the current one),
@@ -461,6 +463,53 @@ async def faults_clear(names: Iterable[str] | None = None) -> None:
         await client().delete(key("faults"))
     elif names := list(names):
         await client().hdel(key("faults"), *names)  # type: ignore[misc]
+
+
+# --- Timers: armed by services, sent to Celery when due by the workers' pumps (game.scheduler) --
+
+# One step: arm the timer, and wake the pumps if it is now the first one due (a pump sleeps
+# until the first due timer it knows of).
+_TIMER_ADD_LUA = """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if first[2] == nil or tonumber(ARGV[1]) < tonumber(first[2]) then
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
+return 0
+"""
+# One step: take the due timers (each is taken by one pump only), and say when the next is due.
+_TIMERS_DUE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+due[#due + 1] = nxt[2] or ''
+return due
+"""
+
+
+async def timer_add(member: bytes, *, due_ms: int) -> None:
+    """Arm a timer (a task and its arguments, encoded by the scheduler) for `due_ms`."""
+    await _script(_TIMER_ADD_LUA)(keys=[key("timers"), key("timers", "wake")], args=[due_ms, member])
+
+
+_timer_scripts: dict[int, Any] = {}  # per sync client
+
+
+def timers_due(*, now_ms: int, limit: int = 100) -> tuple[list[bytes], int | None]:
+    """Take the timers due by `now_ms` (at most `limit`); and when the next one is due."""
+    conn = sync_client()
+    script = _timer_scripts.get(id(conn))
+    if script is None:
+        script = _timer_scripts[id(conn)] = conn.register_script(_TIMERS_DUE_LUA)
+    *due, following = script(keys=[key("timers")], args=[now_ms, limit])
+    return list(due), (int(float(following)) if following else None)
+
+
+def timers_wake_channel() -> str:
+    """The channel a pump listens on for timers armed earlier than the ones it knows."""
+    return key("timers", "wake")
 
 
 # --- Synchronous reads for the metrics scrape and the Celery worker's main process -------------

@@ -1,4 +1,4 @@
-"""Celery signal handlers: logging, telemetry set-up, task metrics, worker metrics and heartbeat.
+"""Celery signal handlers: logging, telemetry, task metrics, worker metrics, heartbeat, timer pump.
 
 Task metrics are counted in the prefork children and served by the worker's main process
 on NUXTEST_WORKER_METRICS_PORT, with prometheus-client's multiprocess mode
@@ -60,6 +60,12 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
     _hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}"
     _metrics_server_start()
     threading.Thread(target=_heartbeat_forever, name="nuxtest-worker-heartbeat", daemon=True).start()
+    # Imported here: game.scheduler imports the Celery app, whose module imports this one.
+    from game import scheduler
+
+    threading.Thread(
+        target=scheduler.pump_forever, args=(_stop,), name="nuxtest-timer-pump", daemon=True
+    ).start()
 
 
 def _pool_forks(worker: Any) -> bool:
