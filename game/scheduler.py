@@ -41,6 +41,10 @@ RESULTS_STORE = "game.tasks.results_store"
 PUMP_MAX_SLEEP_SECONDS = 1.0
 # Timers taken from Redis in one step.
 PUMP_BATCH = 100
+# A timer's task is sent this much before it is due: its trip through the broker to a
+# pool process takes a few milliseconds, and every timer task waits for its due time
+# itself when it arrives early (services._wait_until), to the millisecond.
+PUMP_LEAD_MS = 10
 
 
 async def run_at(task: str, *, args: list[object], due_ms: int) -> None:
@@ -85,7 +89,7 @@ def pump_forever(stop: threading.Event, *, send: Sender = _send_task) -> None:
             if pubsub is None:
                 pubsub = store.sync_client().pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(store.timers_wake_channel())
-            now = time.time() * 1000
+            now = time.time() * 1000 + PUMP_LEAD_MS
             following = pump_once(now_ms=int(now), send=send)
             wait = PUMP_MAX_SLEEP_SECONDS if following is None else (following - now) / 1000
             wait = min(max(wait, 0.0), PUMP_MAX_SLEEP_SECONDS)
