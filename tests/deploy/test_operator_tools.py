@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,17 @@ def test_fault_flags_set_where_no_game_runs_say_so_and_are_kept():
     out = io.StringIO()
     call_command("faults", "clear", stdout=out, stderr=err)
     assert err.getvalue() == "" and '"answer_delay_ms": 0' in out.getvalue()
+
+
+def test_a_second_runner_leaves_the_first_ones_address_alone(tmp_path, monkeypatch):
+    first = tmp_path / "url"
+    first.write_text(f"redis://127.0.0.1:1/0 {os.getpid()}\n")  # a live runner: this process
+    monkeypatch.setattr(embedded, "PUBLISHED", first)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert embedded.main(["--publish", "--", sys.executable, "-c", "pass"]) == 0
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert first.read_text() == f"redis://127.0.0.1:1/0 {os.getpid()}\n"
