@@ -507,6 +507,16 @@ def timers_due(*, now_ms: int, limit: int) -> tuple[list[bytes], int | None]:
     return list(due), (int(float(following)) if following else None)
 
 
+def timers_overdue(*, now_ms: int) -> tuple[int, int]:
+    """Timers past due that no pump has taken yet, and the due time of the oldest (ms, 0: none)."""
+    with sync_client().pipeline(transaction=False) as pipe:
+        pipe.zcount(key("timers"), "-inf", now_ms)
+        pipe.zrange(key("timers"), 0, 0, withscores=True)
+        count, first = pipe.execute()
+    oldest = int(first[0][1]) if count and first else 0
+    return int(count), oldest
+
+
 def timers_wake_channel() -> str:
     """The channel a pump listens on for timers armed earlier than the ones it knows."""
     return key("timers", "wake")

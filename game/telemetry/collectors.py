@@ -23,7 +23,8 @@ ROOM_STATUSES = (LOBBY, PLAYING, FINISHED, ABANDONED)
 
 
 class RedisStateCollector(Collector):
-    """nuxtest_rooms, nuxtest_players_online, nuxtest_celery_queue_length, nuxtest_celery_workers_online."""
+    """nuxtest_rooms, nuxtest_players_online, nuxtest_celery_queue_length,
+    nuxtest_celery_workers_online, nuxtest_timers_overdue, nuxtest_timers_overdue_seconds."""
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Declared without reading Redis, so registering the collector costs nothing.
@@ -34,23 +35,27 @@ class RedisStateCollector(Collector):
             by_status, online = store.rooms_census()
             queue = settings.CELERY_TASK_DEFAULT_QUEUE
             waiting = store.queue_length(queue)
-            workers = store.workers_online(now=time.time())
+            now = time.time()
+            workers = store.workers_online(now=now)
+            overdue, oldest_ms = store.timers_overdue(now_ms=int(now * 1000))
         except Exception:
             # A scrape without these gauges (and the Redis-down alert) says more than an error page.
             logger.warning(
                 "metrics: redis unreachable", exc_info=True, extra={"event": "metrics_redis_error"}
             )
             return
-        rooms, players, queue_length, workers_online = self._families()
+        rooms, players, queue_length, workers_online, timers, timers_late = self._families()
         for status in ROOM_STATUSES:
             rooms.add_metric([status], by_status.get(status, 0))
         players.add_metric([], online)
         queue_length.add_metric([queue], waiting)
         workers_online.add_metric([], workers)
-        yield from (rooms, players, queue_length, workers_online)
+        timers.add_metric([], overdue)
+        timers_late.add_metric([], max(0.0, now - oldest_ms / 1000) if overdue else 0.0)
+        yield from (rooms, players, queue_length, workers_online, timers, timers_late)
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily(
                 "nuxtest_rooms", "Rooms in Redis by status (read at scrape time).", labels=["status"]
@@ -66,5 +71,13 @@ class RedisStateCollector(Collector):
             GaugeMetricFamily(
                 "nuxtest_celery_workers_online",
                 "Celery workers whose heartbeat in Redis is current (read at scrape time).",
+            ),
+            GaugeMetricFamily(
+                "nuxtest_timers_overdue",
+                "Game timers past their due time that no worker's pump has sent yet (read at scrape time).",
+            ),
+            GaugeMetricFamily(
+                "nuxtest_timers_overdue_seconds",
+                "How long the oldest overdue game timer has been due; 0 when none is (read at scrape time).",
             ),
         )

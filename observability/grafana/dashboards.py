@@ -1038,6 +1038,37 @@ def celery() -> Json:
         ),
     )
 
+    b.row("Timers")
+    b.add(
+        timeseries(
+            "Overdue timers",
+            prom(f"max({sel('nuxtest_timers_overdue', instance=False)})", "overdue"),
+            thresholds=[(None, "green"), (1, "red")],
+            description=(
+                "Game timers (deadlines, next questions, quick-match starts, result writes) past due "
+                "that no worker's pump has sent. Above 0 for more than a moment: no pump is running "
+                "(no worker, or workers that cannot reach Redis or the broker); the sweeper does the "
+                "steps about a second late meanwhile."
+            ),
+        ),
+        w=12,
+        h=6,
+    )
+    b.add(
+        with_links(
+            timeseries(
+                "Oldest overdue timer",
+                prom(f"max({sel('nuxtest_timers_overdue_seconds', instance=False)})", "late by"),
+                unit="s",
+                thresholds=LAG_THRESHOLDS,
+                description="How long the oldest overdue timer has been due (0: none is).",
+            ),
+            "game",
+        ),
+        w=12,
+        h=6,
+    )
+
     b.row("Flower")
     b.add(
         timeseries(
@@ -1057,7 +1088,7 @@ def celery() -> Json:
         timeseries(
             "Prefetched (waiting at a worker) by task",
             prom(f"sum by (task) ({sel('flower_worker_prefetched_tasks', instance=False)})", "{{task}}"),
-            description="Countdown tasks (round deadlines) wait here until they are due.",
+            description="Tasks a worker has taken from the queue and not yet started.",
         ),
         w=8,
     )

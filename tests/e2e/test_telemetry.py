@@ -191,6 +191,8 @@ async def test_a_played_game_shows_in_every_family_of_metrics(live):
     web = scrape(f"{live.url}/metrics")
     assert total(web, "nuxtest_celery_workers_online") >= 1
     assert any(n == "nuxtest_celery_queue_length" for n, _, _ in web)
+    # The worker's pump sent the game's timers: none waits a second past its due time.
+    assert total(web, "nuxtest_timers_overdue_seconds") < 1.0
     assert any(n == "nuxtest_rooms" and lab["status"] == "finished" for n, lab, _ in web)
     assert any(n == "nuxtest_build_info" and lab["version"] and lab["commit"] for n, lab, _ in web)
     # The web process's event loop is watched from its first connection (every 100 ms).

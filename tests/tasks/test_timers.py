@@ -16,6 +16,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from game import scheduler, store
+from game.telemetry.collectors import RedisStateCollector
 
 
 def _now_ms() -> int:
@@ -114,3 +115,22 @@ def test_a_sleeping_pump_wakes_for_a_timer_armed_before_every_other(monkeypatch:
         async_to_sync(scheduler.run_at)(scheduler.ROUND_DEADLINE, args=["LAST01", 1], due_ms=0)
         pump.join(30)
     assert not pump.is_alive()
+
+
+def _scraped(name: str) -> float:
+    families = {f.name: f for f in RedisStateCollector().collect()}
+    return float(families[name].samples[0].value)
+
+
+def test_the_scrape_shows_the_timers_no_pump_has_sent_and_how_late_the_oldest_is():
+    assert _scraped("nuxtest_timers_overdue") == 0
+    assert _scraped("nuxtest_timers_overdue_seconds") == 0
+    now = _now_ms()
+    async_to_sync(scheduler.run_at)(scheduler.ROUND_DEADLINE, args=["ABCDEF", 1], due_ms=now - 3000)
+    async_to_sync(scheduler.run_at)(scheduler.ROUND_ADVANCE, args=["GHIJKL", 1], due_ms=now - 1000)
+    async_to_sync(scheduler.run_at)(scheduler.ROUND_DEADLINE, args=["MNOPQR", 1], due_ms=now + 60_000)
+    assert _scraped("nuxtest_timers_overdue") == 2, "the one due in a minute is not overdue"
+    assert 3.0 <= _scraped("nuxtest_timers_overdue_seconds") < 10.0
+    scheduler.pump_once(now_ms=_now_ms(), send=Sent())
+    assert _scraped("nuxtest_timers_overdue") == 0
+    assert _scraped("nuxtest_timers_overdue_seconds") == 0
