@@ -19,6 +19,10 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from game import scheduler
 
+# The e2e stack's fixtures (`stack`, `live`, `otlp`, `sentry_server`), for tests/e2e and
+# tests/loadtest alike: started once per session, only if a test asks for them.
+pytest_plugins = ["tests.e2e.stack"]
+
 ORIGIN = "http://localhost"
 PASSWORD = "correct-horse-battery-9"
 

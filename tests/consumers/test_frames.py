@@ -167,7 +167,8 @@ async def test_a_frame_over_64_kib_gets_message_too_large_and_one_of_64_kib_is_r
 
 async def test_a_burst_over_the_rate_limit_gets_rate_limited_and_the_socket_stays_open(settings, make_user):
     settings.NUXTEST_WS_RATE_BURST = 3
-    settings.NUXTEST_WS_RATE_PER_SECOND = 5
+    # Slow enough a refill that a busy machine handles the burst and the answer before it.
+    settings.NUXTEST_WS_RATE_PER_SECOND = 1
     t = await table_start(await table_open(make_user))
     before = await room_dict(t.code)
     for n in range(4):
@@ -180,8 +181,8 @@ async def test_a_burst_over_the_rate_limit_gets_rate_limited_and_the_socket_stay
     error = await recv(t.b)
     assert error["type"] == "error" and error["code"] == "rate_limited", error
     assert await room_dict(t.code) == before
-    # The bucket refills at 5 frames a second.
-    assert await t.b.receive_nothing(0.3)
+    # The bucket refills at a frame a second.
+    assert await t.b.receive_nothing(1.1)
     await ping_pong(t.b)
     await t.a.disconnect()
     await t.b.disconnect()

@@ -352,8 +352,10 @@ async def test_members_reconnecting_while_a_game_broadcasts_get_a_current_state_
 # scenario above with strict checks). RoomConsumer.room_event used to drop it as old, losing
 # e.g. a round_result; it now holds a frame past a gap for NUXTEST_WS_REORDER_MS.
 async def test_a_broadcast_that_reaches_the_channel_layer_late_still_reaches_every_connection_in_order(
-    make_user, monkeypatch
+    make_user, monkeypatch, settings
 ):
+    # The held result must come within the wait: Carol's whole handshake falls in between.
+    settings.NUXTEST_WS_REORDER_MS = 2000
     alice_user, bob_user, carol_user = await users(make_user, *NAMES[:3])
     code = await room_new(alice_user, rounds=2, answer_seconds=60, reveal_seconds=0)
     alice, bob = await sockets_open(code, alice_user, bob_user)

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from game.models import GameResult, Question
-from tests.e2e.conftest import ROOT, Stack
+from tests.e2e.stack import ROOT, Stack
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -280,21 +279,24 @@ async def assert_countdown_follows_deadline(player: Player, deadline: int, answe
         seen = await player.page.evaluate(READ_COUNTDOWN)
         expected = (deadline - seen["now"]) / 1000
         assert 0 < expected <= answer_seconds, (expected, seen)
-        # One 100 ms tick of the display, its rounding to 0.1 s, and the clock estimate.
-        assert abs(seen["shown"] - expected) <= 0.3, (
+        # One 100 ms tick of the display, its rounding to 0.1 s, the clock estimate and a
+        # renderer that may stall a moment on a busy machine (the clocks are 45 s off).
+        assert abs(seen["shown"] - expected) <= 0.6, (
             f"{player.label} shows {seen['shown']} s left, the deadline is {expected:.2f} s away",
             seen,
         )
         if last is not None:
             assert seen["shown"] < last, "the countdown runs down"
         last = seen["shown"]
-        await player.page.wait_for_timeout(250)
+        await player.page.wait_for_timeout(400)
 
 
 async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_browser(
     players: Callable[..., Awaitable[Player]], live: Stack
 ) -> None:
-    rounds, answer_seconds = 3, 3
+    # Rounds 1 and 3 must close on answers, each a few page interactions away: 6 s leaves a
+    # busy CI machine room (round 2 waits its deadline out).
+    rounds, answer_seconds = 3, 6
     alice, bob = await players("alice"), await players("bob")
     for p in (alice, bob):
         await sign_up(p, live.url)
@@ -303,7 +305,7 @@ async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_brows
         alice, rounds=rounds, answer_seconds=answer_seconds, reveal_seconds=0, max_players=2
     )
     await expect(alice.page.locator("#settings-summary")).to_contain_text(
-        "3 rounds · 3 s to answer · 0 s pause · up to 2 players"
+        "3 rounds · 6 s to answer · 0 s pause · up to 2 players"
     )
     await join_room(bob, code)
 
@@ -410,16 +412,19 @@ async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_brows
     assert_no_js_errors(alice, bob)
 
 
-async def test_the_countdown_follows_the_server_clock_and_a_reload_restores_the_question(
+async def test_the_countdown_follows_the_server_clock_and_a_reload_restores_the_question_or_the_result(
     players: Callable[..., Awaitable[Player]], live: Stack
 ) -> None:
-    rounds, answer_seconds = 2, 15
+    # Round 1 holds five countdown checks and two reloads; its pause, one reload more.
+    rounds, answer_seconds, reveal_seconds = 2, 25, 8
     # Two players whose computer clocks are wrong, one ahead and one behind: left to their own
     # clocks, one would see the time already up and the other a minute and more to go.
     ahead, behind = await players("ahead", skew_ms=45_000), await players("behind", skew_ms=-45_000)
     for p in (ahead, behind):
         await sign_up(p, live.url)
-    code = await create_room(ahead, rounds=rounds, answer_seconds=answer_seconds, reveal_seconds=0)
+    code = await create_room(
+        ahead, rounds=rounds, answer_seconds=answer_seconds, reveal_seconds=reveal_seconds
+    )
     await join_room(behind, code)
     await expect(ahead.page.locator('#players li.player[data-connected="true"]')).to_have_count(2)
     await ahead.page.click("#start-button")
@@ -461,12 +466,19 @@ async def test_the_countdown_follows_the_server_clock_and_a_reload_restores_the_
     await expect(ahead.page.locator('#players li.player[data-connected="true"]')).to_have_count(2)
 
     # Play on: the answer from the reloaded page closes round 1 long before the deadline.
-    await click_option(ahead, await correct_index(q), closes_round=True)
-    assert (await ahead.rendered_result(1))["status"].startswith("Correct! +")
+    right = await correct_index(q)
+    await click_option(ahead, right, closes_round=True)
+    before = await ahead.rendered_result(1)
+    assert before["at"] < deadline, "round 1 closed when both had answered"
+    assert before["status"].startswith("Correct! +")
     assert (await behind.rendered_result(1))["rows"][1][1] == "A"
+    # Reloaded in the pause, the page shows the round's result again (from the `state`).
+    await ahead.page.reload()
+    after = await ahead.rendered_result(1)
+    assert after["answer"] == before["answer"] == f"Correct answer: {LETTERS[right]}. {q['options'][right]}"
+    assert after["rows"] == before["rows"]
     q2 = await wait_question(ahead, 2, rounds)
     await wait_question(behind, 2, rounds)
-    assert time.time() * 1000 < deadline, "round 1 closed when both had answered"
     await assert_countdown_follows_deadline(behind, q2["deadline"], answer_seconds)
     await click_option(behind, await correct_index(q2))
     await click_option(ahead, 3, closes_round=True)
@@ -488,7 +500,7 @@ async def test_the_countdown_follows_the_server_clock_and_a_reload_restores_the_
     assert_no_js_errors(ahead, behind)
 
 
-async def test_a_quick_match_counts_down_to_its_start_and_a_reload_in_the_pause_shows_the_result(
+async def test_a_quick_match_counts_down_to_its_start_and_plays(
     players: Callable[..., Awaitable[Player]], live: Stack
 ) -> None:
     alice, bob = await players("alice"), await players("bob")
@@ -510,12 +522,9 @@ async def test_a_quick_match_counts_down_to_its_start_and_a_reload_in_the_pause_
     right = await correct_index(q)
     await click_option(alice, right)
     await click_option(bob, (right + 1) % 4, closes_round=True)
-    before = await alice.rendered_result(1)
-    # Reloaded in the pause, the page shows the round's result again (from the `state`).
-    await alice.page.reload()
-    after = await alice.rendered_result(1)
-    assert after["answer"] == before["answer"] == f"Correct answer: {LETTERS[right]}. {q['options'][right]}"
-    assert after["rows"] == before["rows"]
+    result = await alice.rendered_result(1)
+    assert result["answer"] == f"Correct answer: {LETTERS[right]}. {q['options'][right]}"
+    assert (await bob.rendered_result(1))["rows"] == result["rows"]
     await wait_question(alice, 2, rounds)
     assert_no_js_errors(alice, bob)
 

@@ -151,7 +151,8 @@ async def test_a_round_closes_exactly_once_when_answers_race_the_timer(live):
         await asyncio.gather(*(p.send({"type": "answer", "round": n, "option": n % 4}) for p in players))
         result = await observer.next("round_result")
         assert result["round"] == n
-    await observer.next("game_over")
+    for p in players:  # every player's connection got the end (two web processes deliver)
+        await p.next("game_over")
     await asyncio.sleep(0.5)  # let any duplicate broadcast arrive if there were one
     for p in players:
         kinds = [f["type"] for f in p.broadcasts()]
@@ -195,7 +196,8 @@ async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(li
         alice.token,
         "POST",
         "/api/rooms/",
-        json={"rounds": 3, "answer_seconds": 5, "reveal_seconds": 0},
+        # Round 1 must outlast the drain and both reconnects (rounds 2 and 3 close on answers).
+        json={"rounds": 3, "answer_seconds": 15, "reveal_seconds": 0},
     ).json()["code"]
     await alice.connect(code, base=spare)
     await bob.connect(code, base=spare)
@@ -206,7 +208,8 @@ async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(li
 
     # The process serving both players is told to stop, as an orchestrator would.
     proc = live.procs["web3"]
-    live.stop("web3", signal.SIGTERM)
+    # In a thread: the clients, on this event loop, answer the server's close meanwhile.
+    await asyncio.to_thread(live.stop, "web3", signal.SIGTERM)
     live.web_urls.remove(spare)
     assert proc.returncode == 0, "Daphne must exit by itself once drained, not be killed"
     for player in (alice, bob):

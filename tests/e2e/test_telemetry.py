@@ -1,6 +1,6 @@
 """Telemetry end to end: what real processes export after a real game (issue: instrumentation).
 
-The stack (tests/e2e/conftest.py) runs with JSON logs, OTLP export to a local receiver and
+The stack (tests/e2e/stack.py) runs with JSON logs, OTLP export to a local receiver and
 Sentry pointed at a local stand-in; these tests read what arrives there, and /metrics.
 """
 
@@ -21,7 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.client import PASSWORD, Player, api, new_player, signup
-from tests.e2e.conftest import BIN, LOGS, ROOT, Stack
+from tests.e2e.stack import BIN, LOGS, ROOT, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -120,12 +120,18 @@ async def play(live: Stack) -> Game:
     return Game(code=code, players=players, names=names, log_offsets=offsets)
 
 
-def spans_of(otlp: Any, predicate: Any, timeout: float = 15) -> list[dict[str, Any]]:
-    """Received spans, once at least one matches `predicate` (the exporters batch)."""
+def spans_of(otlp: Any, predicate: Any, timeout: float = 15, *, complete: Any = None) -> list[dict[str, Any]]:
+    """Received spans, once at least one matches `predicate` and `complete(spans)` holds.
+
+    The exporters batch, each process on its own timer: a span seen does not mean the spans
+    of the same trace from other processes have arrived.
+    """
     deadline = time.monotonic() + timeout
     while True:
         spans = otlp.snapshot()
-        if any(predicate(s) for s in spans) or time.monotonic() > deadline:
+        if any(predicate(s) for s in spans) and (complete is None or complete(spans)):
+            return spans
+        if time.monotonic() > deadline:
             return spans
         time.sleep(0.2)
 
@@ -299,23 +305,38 @@ async def test_one_trace_holds_the_frame_the_timer_task_the_round_close_and_the_
             and s["attributes"].get("nuxtest.round") == 2
         )
 
-    spans = spans_of(otlp, worker_close, timeout=30)
+    def trace_of(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        close = next(s for s in spans if worker_close(s))
+        return [s for s in spans if s["trace_id"] == close["trace_id"]]
+
+    def deliveries_of(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # One span per web process that has connections in the room, naming its players.
+        return [
+            s
+            for s in trace
+            if s["name"] == "ws.broadcast" and s["attributes"].get("nuxtest.event") == "round_result"
+        ]
+
+    def whole(spans: list[dict[str, Any]]) -> bool:
+        # Every process's batch of the trace is in: the task's span (which ends after the
+        # close) and each web process's delivery of the result.
+        trace = trace_of(spans)
+        reached = {player for s in deliveries_of(trace) for player in s["attributes"]["nuxtest.players"]}
+        names = {s["name"] for s in trace}
+        return "run/game.tasks.round_deadline" in names and reached >= {p.user_id for p in game.players}
+
+    spans = spans_of(otlp, worker_close, timeout=30, complete=whole)
     close = next(s for s in spans if worker_close(s))
     assert close["service"] == "nuxtest-worker"
-    trace = [s for s in spans if s["trace_id"] == close["trace_id"]]
+    trace = trace_of(spans)
     names = {s["name"] for s in trace}
     services = {s["service"] for s in trace}
     assert services >= {"nuxtest-web", "nuxtest-worker"}, services
     assert names & {"ws.answer", "ws.start"}, names  # the WebSocket frame that opened round 2
     assert "run/game.tasks.round_deadline" in names, names  # the Celery task (timer path)
     assert "group_send" in names and "ws.broadcast" in names, names
-    # The broadcast of round 2's result reached both players' connections in this trace (one
-    # span per web process that has connections in the room, naming the players it reached).
-    deliveries = [
-        s
-        for s in trace
-        if s["name"] == "ws.broadcast" and s["attributes"].get("nuxtest.event") == "round_result"
-    ]
+    # The broadcast of round 2's result reached both players' connections in this trace.
+    deliveries = deliveries_of(trace)
     reached = {player for s in deliveries for player in s["attributes"]["nuxtest.players"]}
     assert reached >= {p.user_id for p in game.players}, deliveries
     assert sum(s["attributes"]["nuxtest.connections"] for s in deliveries) >= len(game.players)

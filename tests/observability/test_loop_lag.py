@@ -29,8 +29,10 @@ async def test_a_step_that_holds_the_loop_is_observed_as_lag():
 
 async def test_quiet_loop_shows_small_lag():
     loop.monitor_ensure()
-    count, total = _lag("count"), _lag("sum")
-    await asyncio.sleep(0.55)
+    count, quick = _lag("count"), _lag("bucket", le="0.05")
+    await asyncio.sleep(1.5)
     samples = _lag("count") - count
-    assert samples >= 4
-    assert (_lag("sum") - total) / samples < 0.08, "a quiet loop's timer is not a whole interval late"
+    assert samples >= 8
+    # Most samples are quick; one pause of the test process (a full collection, a busy
+    # machine) may make a slow one without failing the test.
+    assert _lag("bucket", le="0.05") - quick >= samples - 2, "a quiet loop's timer is not an interval late"

@@ -1,5 +1,9 @@
 """Real processes for end-to-end tests: two Daphne instances, a Celery worker and beat.
 
+A plugin of the whole suite (`pytest_plugins` in tests/conftest.py), so that the e2e and
+the load-scenario tests share one stack: fixtures copied into a second conftest are
+fixtures of their own, and started a second stack beside the first, writing the same logs.
+
 They share the test database (pytest-django's, reached by a DATABASE_URL built from its
 settings) and the suite's Redis under a key prefix and Celery queue of their own.
 """
