@@ -419,12 +419,36 @@ async def test_worker_loss_fires_celery_no_worker_and_a_new_worker_resolves_it(l
         prometheus,
         'up{job="nuxtest-celery"}',
         "max by (env) (nuxtest_celery_workers_online)",
+        "max(nuxtest_timers_overdue)",
+        "max(nuxtest_timers_overdue_seconds)",
     )
     assert not prometheus.alerts("NuxtestCeleryNoWorker"), why()
+    player = await asyncio.to_thread(new_player, live.url)
+    try:
+        await worker_loss_drill(live, prometheus, player, why)
+    finally:
+        await player.close()
+
+
+async def worker_loss_drill(
+    live: Stack, prometheus: Prometheus, player: Player, why: Callable[[], str]
+) -> None:
     try:
         await asyncio.to_thread(live.stop, "worker1", signal.SIGKILL)
+        # A round whose deadline passes with no worker: its timer waits in Redis, overdue.
+        await room_with([player], live.web_urls[0], rounds=1, answer_seconds=1, reveal_seconds=0)
+        await player.send({"type": "start"})
+        await player.next("question")
         alert = await until_firing(prometheus, "NuxtestCeleryNoWorker", 30, why, severity="page", env="local")
         assert float(alert["value"]) == 0, alert
+        await until(
+            lambda: prometheus.query(
+                "max(nuxtest_timers_overdue) >= 1 and max(nuxtest_timers_overdue_seconds) > 1"
+            ),
+            30,
+            "the round's deadline timer overdue (no worker's pump to send it)",
+            why,
+        )
         # Its scrape target is down too (a ticket; a page only for web instances).
         await until_firing(
             prometheus, "NuxtestScrapeTargetDown", 30, why, severity="ticket", job="nuxtest-celery"
@@ -444,6 +468,17 @@ async def test_worker_loss_fires_celery_no_worker_and_a_new_worker_resolves_it(l
             await asyncio.to_thread(live.start_worker, "worker1")
         targets = await asyncio.to_thread(prometheus.reload_stack, live)
     assert hostport(live.worker_metrics["worker1"]) in targets["nuxtest-celery"], targets
+    # The new worker's pump sends the overdue timer at once: the round closes, none is left.
+    result = await player.next("round_result")
+    assert result["round"] == 1
+    await until(
+        lambda: prometheus.query(
+            "max(nuxtest_timers_overdue) == 0 and max(nuxtest_timers_overdue_seconds) == 0"
+        ),
+        30,
+        "no timer overdue once a worker runs again",
+        why,
+    )
     await until_resolved(prometheus, "NuxtestCeleryNoWorker", 30, why)
     await until_resolved(prometheus, "NuxtestScrapeTargetDown", 30, why)
     up = prometheus.query('up{job="nuxtest-celery"} == 1')
