@@ -16,6 +16,7 @@ settings read it when REDIS_URL is not set (`published_url`).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,10 @@ def published_url() -> str | None:
         url, pid = PUBLISHED.read_text().split()
         os.kill(int(pid), 0)  # its runner is alive (a stale file is ignored)
     except (OSError, ValueError):
+        return None
+    # A runner killed with -9 leaves its file, and its PID may be another process's by now.
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists() and not re.search(rb"nuxtest[./]embedded", cmdline.read_bytes()):
         return None
     return url
 

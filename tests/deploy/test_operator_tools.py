@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from django.core.management import call_command
 
 from game import store
@@ -47,14 +49,28 @@ def test_make_runs_embedded_redis_is_what_another_shell_reaches_while_it_runs():
     assert embedded.published_url() is None
 
 
-def test_a_stale_address_left_by_a_killed_runner_is_ignored(tmp_path, monkeypatch):
+@pytest.fixture
+def runner() -> Iterator[int]:
+    """A live process whose command line is a runner's (`python -m nuxtest.embedded ...`)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "nuxtest.embedded"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_stale_address_left_by_a_killed_runner_is_ignored(tmp_path, monkeypatch, runner):
     stale = tmp_path / "url"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale.write_text(f"redis://127.0.0.1:1/0 {dead.pid}\n")
     monkeypatch.setattr(embedded, "PUBLISHED", stale)
     assert embedded.published_url() is None
+    # Its PID taken by another process since (this one): still not a runner.
     stale.write_text(f"redis://127.0.0.1:1/0 {os.getpid()}\n")
+    assert embedded.published_url() is None
+    stale.write_text(f"redis://127.0.0.1:1/0 {runner}\n")
     assert embedded.published_url() == "redis://127.0.0.1:1/0"
 
 
@@ -70,9 +86,9 @@ def test_fault_flags_set_where_no_game_runs_say_so_and_are_kept():
     assert err.getvalue() == "" and '"answer_delay_ms": 0' in out.getvalue()
 
 
-def test_a_second_runner_leaves_the_first_ones_address_alone(tmp_path, monkeypatch):
+def test_a_second_runner_leaves_the_first_ones_address_alone(tmp_path, monkeypatch, runner):
     first = tmp_path / "url"
-    first.write_text(f"redis://127.0.0.1:1/0 {os.getpid()}\n")  # a live runner: this process
+    first.write_text(f"redis://127.0.0.1:1/0 {runner}\n")  # a live runner
     monkeypatch.setattr(embedded, "PUBLISHED", first)
     monkeypatch.delenv("REDIS_URL", raising=False)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -81,4 +97,4 @@ def test_a_second_runner_leaves_the_first_ones_address_alone(tmp_path, monkeypat
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
-    assert first.read_text() == f"redis://127.0.0.1:1/0 {os.getpid()}\n"
+    assert first.read_text() == f"redis://127.0.0.1:1/0 {runner}\n"
