@@ -13,6 +13,7 @@ import sentry_sdk
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 from game.telemetry import context, tracing
+from nuxtest.env import env_bool
 
 _SECRET_KEY = re.compile(
     r"pass(word|wd)?|token|secret|authorization|cookie|session|csrf|jwt|api[-_]?key|refresh|access", re.I
@@ -74,6 +75,7 @@ def setup(service: str, *, release: str, environment: str) -> bool:
     from sentry_sdk.integrations.redis import RedisIntegration
 
     traces_rate = float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0"))
+    redis_breadcrumbs = env_bool("NUXTEST_SENTRY_REDIS", True)
     sentry_sdk.init(
         dsn=dsn,
         environment=os.environ.get("SENTRY_ENVIRONMENT", environment),
@@ -96,9 +98,12 @@ def setup(service: str, *, release: str, environment: str) -> bool:
         integrations=[
             DjangoIntegration(),
             CeleryIntegration(),
-            RedisIntegration(),
+            *([RedisIntegration()] if redis_breadcrumbs else []),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         ],
+        # NUXTEST_SENTRY_REDIS=false: no breadcrumb per Redis command (the integration is
+        # the largest part of Sentry's cost per answer, docs/performance.md).
+        disabled_integrations=[] if redis_breadcrumbs else [RedisIntegration()],
     )
     sentry_sdk.set_tag("service", service)
     _enabled = True

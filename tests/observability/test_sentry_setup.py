@@ -1,0 +1,47 @@
+"""Sentry's set-up: which integrations run (in a child process: sentry-sdk is process-global)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_PROBE = """
+import django
+django.setup()
+import sentry_sdk
+from sentry_sdk.integrations.celery import CeleryIntegration
+from sentry_sdk.integrations.django import DjangoIntegration
+from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.integrations.redis import RedisIntegration
+from game.telemetry import sentry
+assert sentry.setup("web", release="nuxtest@test", environment="test")
+client = sentry_sdk.get_client()
+kinds = (DjangoIntegration, CeleryIntegration, RedisIntegration, LoggingIntegration)
+print(" ".join(k.identifier for k in kinds if client.get_integration(k) is not None))
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (None, "django celery redis logging"),
+        ("true", "django celery redis logging"),
+        ("false", "django celery logging"),
+    ],
+)
+def test_sentry_runs_its_integrations_and_redis_breadcrumbs_can_be_switched_off(setting, expected):
+    env = {k: v for k, v in os.environ.items() if k != "NUXTEST_SENTRY_REDIS"}
+    env.update(SENTRY_DSN="http://public@127.0.0.1:9/1", DJANGO_SETTINGS_MODULE="nuxtest.settings")
+    if setting is not None:
+        env["NUXTEST_SENTRY_REDIS"] = setting
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == expected
