@@ -8,13 +8,14 @@ lines name their `event` (extra={"event": ...}); other libraries' lines get
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from game.telemetry import context, tracing
 
@@ -63,21 +64,35 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(_JsonFormatter):
-    """python-json-logger with the field names and order of OBSERVABILITY.md."""
+@functools.lru_cache(maxsize=1024)
+def _secret(key: str) -> bool:
+    # A line's field names come from a small set: each is matched once per process.
+    return SECRET_FIELDS.search(key) is not None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("json_ensure_ascii", False)
-        super().__init__(*args, **kwargs)
+
+@functools.lru_cache(maxsize=4)
+def _second(epoch_second: int) -> str:
+    return datetime.fromtimestamp(epoch_second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def timestamp(created: float) -> str:
+    """RFC 3339 in UTC to the millisecond (the second's text is made once per second)."""
+    second = int(created)
+    return f"{_second(second)}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonFormatter(OrjsonFormatter):
+    """python-json-logger with the field names and order of OBSERVABILITY.md.
+
+    Encoded by orjson (UTF-8, not ASCII escapes): the answer path logs a line per answer,
+    and at full answer rate with INFO lines on the formatting was 6 % of the web process,
+    a third of it the standard library's encoder.
+    """
 
     def add_fields(
         self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        log_record["timestamp"] = (
-            datetime.fromtimestamp(record.created, tz=UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
-        )
+        log_record["timestamp"] = timestamp(record.created)
         log_record["level"] = record.levelname.lower()
         log_record["logger"] = record.name
         log_record["message"] = record.getMessage()
@@ -87,7 +102,7 @@ class JsonFormatter(_JsonFormatter):
                 log_record[key] = value
         super().add_fields(log_record, record, message_dict)
         for key in list(log_record):
-            if SECRET_FIELDS.search(key):
+            if _secret(key):
                 log_record[key] = "[Filtered]"
             elif log_record[key] == "" and key in {"trace_id", "span_id"}:
                 del log_record[key]  # tracing is off: no ids rather than empty ones
