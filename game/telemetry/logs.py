@@ -84,9 +84,9 @@ def timestamp(created: float) -> str:
 class JsonFormatter(OrjsonFormatter):
     """python-json-logger with the field names and order of OBSERVABILITY.md.
 
-    Encoded by orjson (UTF-8, not ASCII escapes): the answer path logs a line per answer,
-    and at full answer rate with INFO lines on the formatting was 6 % of the web process,
-    a third of it the standard library's encoder.
+    Encoded by orjson (UTF-8, not ASCII escapes), with the timestamp's second and the
+    secret-name check made once: a line per answer is formatted in 7.6 µs instead of 17.8
+    (a micro-benchmark; at the bench's full answer rate the change is within its noise).
     """
 
     def add_fields(
