@@ -16,7 +16,9 @@ core to itself. Measures:
    sink in this process, INFO JSON logs, Sentry pointed at the same sink); ratio on / off
    (target ≥ 0.90); then both again below saturation (players think 0.5-1.5 s,
    `--paced-think`) for the p99 difference (target ≤ 1 ms: at saturation a closed loop's
-   latency is its queue, which any slowdown lengthens). `--no-telemetry` skips it;
+   latency is its queue, which any slowdown lengthens); and once more fully on but without
+   the Redis instrumentations (no span and no Sentry breadcrumb per Redis command: the
+   operator's switches for the costliest part). `--no-telemetry` skips it;
 5. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
    those variables in the server's environment.
 
@@ -53,6 +55,8 @@ CORE_LAYER = "channels_redis.core.RedisChannelLayer"
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
 LAYERS = {"core": CORE_LAYER, "pubsub": PUBSUB_LAYER}
 ANSWER = '{"type":"answer","round":1,"option":2}'
+# Telemetry fully on but for the Redis instrumentations (no commas: --paced splits on them).
+TELEMETRY_WITHOUT_REDIS = "telemetry on without Redis"
 # A player that hears nothing for this long gives up on its room (counted as a stall).
 STALL_SECONDS = 5.0
 # The game's per-connection flood limit (10 frames/s) would refuse a bench player that
@@ -468,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--paced",
-        default="telemetry off,telemetry on",
+        default=f"telemetry off,telemetry on,{TELEMETRY_WITHOUT_REDIS}",
         help="variants measured again below saturation (comma-separated names)",
     )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
@@ -484,16 +488,20 @@ def main(argv: list[str] | None = None) -> int:
     sink = None
     if not args.no_telemetry:
         sink = TelemetrySink()
+        on = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+            "OTEL_TRACES_SAMPLER": "always_on",
+            "LOG_LEVEL": "INFO",
+            "SENTRY_DSN": sink.dsn,
+        }
         variants += [
             ("telemetry off", {"OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"}),
+            ("telemetry on", on),
+            # The operator's switches for the costliest part (docs/telemetry.md): no span and
+            # no Sentry breadcrumb per Redis command, everything else as above.
             (
-                "telemetry on",
-                {
-                    "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
-                    "OTEL_TRACES_SAMPLER": "always_on",
-                    "LOG_LEVEL": "INFO",
-                    "SENTRY_DSN": sink.dsn,
-                },
+                TELEMETRY_WITHOUT_REDIS,
+                {**on, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "redis", "NUXTEST_SENTRY_REDIS": "false"},
             ),
         ]
     for v in args.variant:
@@ -770,6 +778,13 @@ def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
     pairs.append(
         ("game daphne [telemetry on]", "game daphne [telemetry off]", "telemetry on / off (target ≥ 0.90)")
     )
+    pairs.append(
+        (
+            f"game daphne [{TELEMETRY_WITHOUT_REDIS}]",
+            "game daphne [telemetry off]",
+            f"{TELEMETRY_WITHOUT_REDIS} / off",
+        )
+    )
     ratios = []
     for top, bottom, label in pairs:
         if top not in figures or bottom not in figures:
@@ -778,16 +793,17 @@ def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
         if per_round:
             runs = ", ".join(f"{r:.2f}" for r in per_round)
             ratios.append(f"- {label}: **{statistics.median(per_round):.2f}** (rounds: {runs})")
-    for prefix, what in (("game daphne paced", "below saturation"), ("game daphne", "at saturation")):
-        on, off = figures.get(f"{prefix} [telemetry on]"), figures.get(f"{prefix} [telemetry off]")
-        if on and off:
-            deltas = [(a.pct(0.99) or 0) - (b.pct(0.99) or 0) for a, b in zip(on, off, strict=False)]
-            runs = ", ".join(f"{d:+.1f}" for d in deltas)
-            target = "target ≤ +1 ms; " if prefix.endswith("paced") else "a queue, not a target; "
-            ratios.append(
-                f"- telemetry on minus off, answer→ack p99 {what}: **{statistics.median(deltas):+.1f} ms** "
-                f"({target}rounds: {runs})"
-            )
+    for variant in ("telemetry on", TELEMETRY_WITHOUT_REDIS):
+        for prefix, what in (("game daphne paced", "below saturation"), ("game daphne", "at saturation")):
+            on, off = figures.get(f"{prefix} [{variant}]"), figures.get(f"{prefix} [telemetry off]")
+            if on and off:
+                deltas = [(a.pct(0.99) or 0) - (b.pct(0.99) or 0) for a, b in zip(on, off, strict=False)]
+                runs = ", ".join(f"{d:+.1f}" for d in deltas)
+                target = "target ≤ +1 ms; " if prefix.endswith("paced") else "a queue, not a target; "
+                ratios.append(
+                    f"- {variant} minus off, answer→ack p99 {what}: **{statistics.median(deltas):+.1f} ms** "
+                    f"({target}rounds: {runs})"
+                )
     for name, fig in medians.items():
         if name.startswith("idle players"):
             ratios.append(f"- {name}: **{fig.rate:.0f} KiB** of the web process each (target < 50 KiB)")
