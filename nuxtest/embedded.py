@@ -38,10 +38,13 @@ def published_url() -> str | None:
     except (OSError, ValueError):
         return None
     # A runner killed with -9 leaves its file, and its PID may be another process's by now.
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists() and not re.search(rb"nuxtest[./]embedded", cmdline.read_bytes()):
-        return None
-    return url
+    if not Path("/proc/self").exists():
+        return url  # no /proc here: the live PID is all there is to go on
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None  # it exited meanwhile
+    return url if re.search(rb"nuxtest[./]embedded", cmdline) else None
 
 
 def _free_port() -> int:

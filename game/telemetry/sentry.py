@@ -98,7 +98,7 @@ def setup(service: str, *, release: str, environment: str) -> bool:
         integrations=[
             DjangoIntegration(),
             CeleryIntegration(),
-            *([RedisIntegration()] if redis_breadcrumbs else []),
+            RedisIntegration(),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         ],
         # NUXTEST_SENTRY_REDIS=false: no breadcrumb per Redis command (the integration is
