@@ -8,9 +8,10 @@ fresh loop and fresh connections for every call.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,3 +51,16 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         raise RuntimeError("run_sync() called from async code: await the coroutine instead")
     future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
     return future.result(timeout)
+
+
+def process_task(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """A task of the process (a heartbeat, a hub, a monitor), not of the connection that
+    happened to start it: it runs in an empty context, so its log lines, spans and Sentry
+    events carry no player's room, user or trace."""
+    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
+
+
+def process_signal_handler(sig: int, callback: Callable[[], object]) -> None:
+    """`loop.add_signal_handler` for the process, in an empty context (as `process_task`)."""
+    loop = asyncio.get_running_loop()
+    contextvars.Context().run(loop.add_signal_handler, sig, callback)

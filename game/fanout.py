@@ -20,7 +20,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from game import events
+from game import aio, events
 from game.telemetry import tracing
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Hub:
         if self.task is not None and not self.task.done() and self.loop is loop:
             return  # another join started it meanwhile
         self.loop = loop
-        self.task = loop.create_task(self._run(), name="nuxtest-fanout")
+        self.task = aio.process_task(self._run(), name="nuxtest-fanout")
 
     async def _run(self) -> None:
         assert self.channel is not None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from game import services, shutdown, store
+from game import aio, services, shutdown, store
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def heartbeat_ensure() -> None:
     task = _heartbeats.get(loop)
     if task is None or task.done():
         await store.instance_heartbeat(INSTANCE_ID, HEARTBEAT_TTL_SECONDS)
-        _heartbeats[loop] = loop.create_task(_heartbeat_forever())
+        _heartbeats[loop] = aio.process_task(_heartbeat_forever(), name="nuxtest-heartbeat")
         shutdown.install()
 
 

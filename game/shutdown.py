@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from game import aio
+
 logger = logging.getLogger(__name__)
 
 CLOSE_SERVICE_RESTART = 1012
@@ -60,7 +62,9 @@ def install() -> None:
     if id(loop) in _installed:
         return
     _installed.add(id(loop))
-    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(_drain_then_stop(reactor)))
+    # Installed from whichever connection came first: in an empty context, so that the drain's
+    # lines do not carry that player's room and user.
+    aio.process_signal_handler(signal.SIGTERM, lambda: loop.create_task(_drain_then_stop(reactor)))
 
 
 async def _drain_then_stop(reactor: Any) -> None:

@@ -14,6 +14,7 @@ import time
 import weakref
 from typing import Any
 
+from game import aio
 from game.telemetry import metrics
 
 INTERVAL = 0.1
@@ -36,7 +37,7 @@ def monitor_ensure() -> None:
     loop = asyncio.get_running_loop()
     task = _monitors.get(loop)
     if task is None or task.done():
-        _monitors[loop] = loop.create_task(_monitor_forever(), name="nuxtest-loop-lag")
+        _monitors[loop] = aio.process_task(_monitor_forever(), name="nuxtest-loop-lag")
 
 
 class LoopLagMiddleware:

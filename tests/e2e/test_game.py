@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -11,6 +12,7 @@ from asgiref.sync import sync_to_async
 
 from game.models import GameResult
 from tests.e2e.client import Player, api, new_player
+from tests.e2e.stack import LOGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -216,6 +218,15 @@ async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(li
         assert player._reader is not None
         await asyncio.wait([player._reader], timeout=5)  # the client library reports 1012 as an error close
         assert player.ws is not None and player.ws.close_code == 1012
+
+    # The drain is the process's, not a player's: its lines name no room, user or trace
+    # (its handler was installed by the first connection, alice's).
+    text = (LOGS / "web3.log").read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    drain = [r for r in lines if r.get("event") in {"web_draining", "web_drained"}]
+    assert [r["event"] for r in drain] == ["web_draining", "web_drained"]
+    for record in drain:
+        assert not {"room", "user_id", "round", "trace_id"} & set(record), record
 
     # They reconnect (the load balancer sends them elsewhere) and the game goes on.
     state = await alice.connect(code, base=live.web_urls[0])
