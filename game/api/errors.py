@@ -22,6 +22,13 @@ def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
     return path, str(detail)
 
 
+def _as_lists(detail: Any) -> Any:
+    """Each field's messages as a list, as serializers give them (views may raise a bare one)."""
+    if isinstance(detail, dict):
+        return {key: [value] if isinstance(value, str) else _as_lists(value) for key, value in detail.items()}
+    return detail
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -59,7 +66,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         data: dict[str, Any] = {"detail": f"{field}: {message}" if field else message}
         if field:
             data["field"] = field
-        data["errors"] = exc.detail
+        data["errors"] = _as_lists(exc.detail)
         response.data = data
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {

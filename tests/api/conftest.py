@@ -45,6 +45,10 @@ def field_error(response: Any, field: str, status: int = 400) -> dict[str, Any]:
     assert isinstance(body.get("detail"), str) and body["detail"], body
     assert field in body["detail"], body
     assert body.get("field") == field, body
+    # The same shape whichever view refused: each field's messages as a list.
+    if "." not in field:
+        messages = body["errors"][field]
+        assert isinstance(messages, list) and messages and all(isinstance(m, str) for m in messages), body
     return body
 
 
