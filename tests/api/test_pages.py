@@ -194,3 +194,10 @@ def test_an_unknown_page_is_a_404_page_of_the_site_with_a_way_back(client):
     page = response.content.decode()
     assert "Page not found" in page and "/no/such/page/" in page and 'href="/"' in page
     assert 'rel="icon"' in page  # the site's own icon: no second 404 for /favicon.ico
+
+
+def test_favicon_ico_leads_to_the_games_icon(client):
+    # Pages that link no icon (the admin's) make browsers ask for /favicon.ico.
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("/game/favicon.svg")
