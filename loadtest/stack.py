@@ -152,6 +152,8 @@ class Stack:
         proc = self.start(name, argv, cpu=cpu, env=env)
         url = f"http://127.0.0.1:{port}"
         wait_http(url + health, proc, self.logs / f"{name}.log")
+        if cpu is not None:
+            helpers_elsewhere(proc.pid, cpu)
         return url
 
     def start_worker(
@@ -257,6 +259,28 @@ def _wait_tcp(host: str, port: int, proc: subprocess.Popen[bytes], timeout: floa
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{host}:{port} did not open in {timeout}s")
+
+
+def helpers_elsewhere(pid: int, cpu: int) -> None:
+    """Move a pinned web process's children (its span relay) to the other cores.
+
+    The relay does the work an OpenTelemetry Collector sidecar would: it runs beside the
+    infrastructure (Redis, the worker, the client), not on the core under test.
+    """
+    import psutil
+
+    others = [c for c in range(os.cpu_count() or 1) if c != cpu]
+    if not others:
+        return
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            child.cpu_affinity(others)
+        except psutil.Error:
+            pass
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

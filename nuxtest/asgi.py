@@ -11,7 +11,8 @@ django.setup(set_prefix=False)
 # Telemetry before the handler loads MIDDLEWARE: the Django instrumentation adds its own.
 from game.telemetry.setup import telemetry_setup  # noqa: E402
 
-telemetry_setup("web")
+# Spans are exported from a child process: encoding them here cost the game's own CPU.
+telemetry_setup("web", relay=True)
 
 from game.transport import daphne_tune  # noqa: E402
 

@@ -44,11 +44,12 @@ def commit() -> str:
         return "unknown"
 
 
-def telemetry_setup(service: str, *, traces: bool = True) -> None:
+def telemetry_setup(service: str, *, traces: bool = True, relay: bool = False) -> None:
     """Name this process in every signal and start what the environment asks for (once).
 
     `traces=False` leaves tracing to `traces_setup`, called later in the process that will
-    make the spans (a prefork pool's children).
+    make the spans (a prefork pool's children); `relay=True` exports the spans from a child
+    process (the web process: `span_relay`).
     """
     from django.conf import settings
 
@@ -59,7 +60,7 @@ def telemetry_setup(service: str, *, traces: bool = True) -> None:
         return
     _done.add(service)
     metrics.BUILD_INFO.labels(version=version(), commit=commit()).set(1)
-    on_traces = traces_setup(service) if traces else False
+    on_traces = traces_setup(service, relay=relay) if traces else False
     on_sentry = sentry.setup(
         service, release=f"nuxtest@{version()}+{commit()}", environment=settings.NUXTEST_ENV
     )
@@ -71,9 +72,9 @@ def telemetry_setup(service: str, *, traces: bool = True) -> None:
     )
 
 
-def traces_setup(service: str) -> bool:
+def traces_setup(service: str, *, relay: bool = False) -> bool:
     """Start this process's span exporter (once); True if tracing is on."""
     from django.conf import settings
 
     service = os.environ.get("NUXTEST_SERVICE", service)
-    return tracing.setup(service, version=version(), environment=settings.NUXTEST_ENV)
+    return tracing.setup(service, version=version(), environment=settings.NUXTEST_ENV, relay=relay)

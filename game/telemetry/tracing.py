@@ -18,6 +18,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
+from nuxtest.env import env_bool
+
 logger = logging.getLogger(__name__)
 
 tracer = trace.get_tracer("nuxtest")
@@ -41,8 +43,12 @@ def wanted() -> bool:
     )
 
 
-def setup(service: str, *, version: str, environment: str) -> bool:
-    """Install the tracer provider and the library instrumentations; True if tracing is on."""
+def setup(service: str, *, version: str, environment: str, relay: bool = False) -> bool:
+    """Install the tracer provider and the library instrumentations; True if tracing is on.
+
+    `relay`: export from a child process (`span_relay`) instead of this one's thread — for
+    the web process, whose CPU is the game's; NUXTEST_SPAN_RELAY=false keeps it in process.
+    """
     global _enabled
     if _enabled or not wanted():
         return _enabled
@@ -63,7 +69,13 @@ def setup(service: str, *, version: str, environment: str) -> bool:
     # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, wrapped so that
     # a client call made outside any operation is not a trace of its own.
     provider = TracerProvider(resource=resource, sampler=_NoRootClientSpans(_configured_sampler()))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if relay and env_bool("NUXTEST_SPAN_RELAY", True):
+        from game.telemetry.span_relay import RelaySpanProcessor
+
+        RelaySpanProcessor.check_config()
+        provider.add_span_processor(RelaySpanProcessor(resource))
+    else:
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _instrument_libraries()
     _enabled = True
