@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -114,13 +115,29 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-async def _measure(pid: int, window: Window, load: Any) -> float:
-    """Run `load` (a coroutine) and return the server's CPU share (of one core) in the window."""
+def _helpers_cpu_seconds(pid: int) -> float:
+    """CPU of the web process's children (its span relay) so far."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    return sum(_cpu_seconds(child.pid) for child in children)
+
+
+async def _measure(pid: int, window: Window, load: Any, helpers: dict[str, Any] | None = None) -> float:
+    """Run `load` (a coroutine) and return the server's CPU share (of one core) in the window.
+
+    `helpers`, if given, gets "helpers_cpu": the share its children (the span relay) used.
+    """
 
     async def sample() -> float:
         await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        before = _cpu_seconds(pid)
+        before, helpers_before = _cpu_seconds(pid), _helpers_cpu_seconds(pid)
         await asyncio.sleep(window.duration)
+        if helpers is not None:
+            used = _helpers_cpu_seconds(pid) - helpers_before
+            if used > 0:
+                helpers["helpers_cpu"] = f"{used / window.duration:.0%}"
         return (_cpu_seconds(pid) - before) / window.duration
 
     cpu, _ = await asyncio.gather(sample(), load)
@@ -282,7 +299,8 @@ async def game(
     window = Window(warmup, duration)
     counters = GameCounters()
     loops = [_room_loop(base, tokens[i * 4 : i * 4 + 4], window, counters, think) for i in range(rooms)]
-    cpu = await _measure(pid, window, asyncio.gather(*loops))
+    helpers: dict[str, Any] = {}
+    cpu = await _measure(pid, window, asyncio.gather(*loops), helpers)
     return Figure(
         name,
         counters.acks / duration,
@@ -296,6 +314,7 @@ async def game(
             "refused": counters.refused,
             "errors": counters.errors,
             "stalls": counters.stalls,
+            **helpers,
         },
     )
 
@@ -485,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {client_cpu})
     base_env = _parse_env(args.server_env)
     variants = []
+    telemetry_variants: list[tuple[str, dict[str, str]]] = []
     sink = None
     if not args.no_telemetry:
         sink = TelemetrySink()
@@ -504,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                 {**on, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "redis", "NUXTEST_SENTRY_REDIS": "false"},
             ),
         ]
+        telemetry_variants = list(variants)
     for v in args.variant:
         name, _, pairs = v.partition(":")
         # {sink} / {sink_dsn}: the bench's own sink, e.g. OTEL_EXPORTER_OTLP_ENDPOINT={sink}
@@ -523,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     figures: dict[str, list[Figure]] = {}
+    unit_costs: dict[str, dict[str, float]] = {}
 
     def keep(fig: Figure) -> None:
         figures.setdefault(fig.name, []).append(fig)
@@ -623,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
             url = stack.start_web("game", cpu=server_cpu, env=GAME_ENV)
             run(idle(url, stack.procs["game"].pid, args.idle_players))
             stack.stop("game")
+        for name, env in telemetry_variants:
+            unit_costs[name] = telemetry_unit_costs(env, cpu=server_cpu, logs=logs)
+            print(f"  unit costs [{name}]: {unit_costs[name]}", flush=True)
     finally:
         stack.stop_all()
         if sink is not None:
@@ -633,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, count in sink.spans.most_common(25):
                     print(f"  {count:8d}  {name}", flush=True)
 
-    table = render(figures, args)
+    table = render(figures, args, unit_costs)
     print()
     print(table)
     if args.json:
@@ -736,7 +761,28 @@ def _median(figs: list[Figure]) -> Figure:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
+def telemetry_unit_costs(env: dict[str, str], *, cpu: int | None, logs: Path) -> dict[str, float]:
+    """CPU µs per span, Redis command and log line in a process set up as the web is, under `env`."""
+    out = logs / "telemetry-costs.json"
+    out.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "loadtest.telemetry_costs", str(out)]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
+    with (logs / "telemetry-costs.log").open("ab") as log:
+        # The log lines it writes are what it measures: they go to the log file, as a web
+        # process's go to its pipe.
+        subprocess.run(  # noqa: S603 - our own module, argv built here
+            argv, env={**os.environ, **env}, stdout=log, stderr=log, check=True, cwd=ROOT, timeout=600
+        )
+    costs: dict[str, float] = json.loads(out.read_text())
+    return costs
+
+
+def render(
+    figures: dict[str, list[Figure]],
+    args: argparse.Namespace,
+    unit_costs: dict[str, dict[str, float]] | None = None,
+) -> str:
     """A Markdown table of medians, with the ratios the targets are set on."""
     info = machine()
     medians = {name: _median(figs) for name, figs in figures.items()}  # the table's rows
@@ -807,7 +853,55 @@ def render(figures: dict[str, list[Figure]], args: argparse.Namespace) -> str:
     for name, fig in medians.items():
         if name.startswith("idle players"):
             ratios.append(f"- {name}: **{fig.rate:.0f} KiB** of the web process each (target < 50 KiB)")
-    return "\n".join(lines + ratios)
+    return "\n".join(lines + ratios + _render_unit_costs(figures, unit_costs or {}))
+
+
+UNIT_ROWS = (
+    ("span", "a project span (`tracing.span`: created, ended, handed to the exporter)"),
+    ("span_sdk", "of which the SDK's span alone (created and ended, no export)"),
+    ("span_relay", "the span's export in the relay process (another core)"),
+    ("redis_command", "a Redis command (the rate limit's `EVALSHA`, round trip included)"),
+    ("redis_command_relay", "the Redis command's spans' export in the relay"),
+    ("log_line", "the answer's INFO log line"),
+)
+
+
+def _render_unit_costs(figures: dict[str, list[Figure]], costs: dict[str, dict[str, float]]) -> list[str]:
+    """What one span, Redis command and log line cost, and the budget the 0.90 target leaves."""
+    if not costs:
+        return []
+    names = list(costs)
+    lines = [
+        "",
+        "Telemetry per unit (CPU µs of a process set up as the web is, `loadtest/telemetry_costs.py`; "
+        "medians of 3):",
+        "",
+        "| unit | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for key, label in UNIT_ROWS:
+        if any(key in c for c in costs.values()):
+            cells = [f"{costs[n][key]:.1f}" if key in costs[n] else "—" for n in names]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def per_answer(name: str) -> float | None:
+        figs = figures.get(f"game daphne [{name}]")
+        if not figs:
+            return None
+        return statistics.median(f.server_cpu / f.rate * 1e6 for f in figs if f.rate)
+
+    off, on = per_answer("telemetry off"), per_answer("telemetry on")
+    if off is not None and on is not None:
+        lines += [
+            "",
+            f"- web CPU per answer (its share of the game's work) with telemetry off: **{off:.0f} µs**; "
+            f"the 0.90 target leaves telemetry **{off / 0.9 - off:.0f} µs** of it",
+            f"- telemetry on costs **{on - off:.0f} µs** more per answer",
+        ]
+        nored = per_answer(TELEMETRY_WITHOUT_REDIS)
+        if nored is not None:
+            lines.append(f"- {TELEMETRY_WITHOUT_REDIS}: **{nored - off:.0f} µs** more per answer")
+    return lines
 
 
 def write_docs(table: str) -> None:
