@@ -171,6 +171,7 @@ class RelaySpanProcessor(SpanProcessor):
         self._lock = threading.Lock()  # the pipe and the relay process
         self._proc: subprocess.Popen[bytes] | None = None
         self._ack_read = -1
+        self._starts = 0
         self._flushes = 0
         self._next_start = 0.0
         self._started_at = 0.0
@@ -216,9 +217,18 @@ class RelaySpanProcessor(SpanProcessor):
         self._closing = True
         self._wake.set()
         self._thread.join(5)
-        with self._lock:
+        if not self._lock.acquire(timeout=10):
+            # The hand-over is stuck writing to a relay that does not read (stopped): end
+            # it, which fails that write and lets the process exit.
+            proc = self._proc
+            if proc is not None:
+                proc.kill()
+            return
+        try:
             self._handover()
             self._stop(wait=10)
+        finally:
+            self._lock.release()
 
     # --- The parent's side ------------------------------------------------------------------
 
@@ -282,9 +292,9 @@ class RelaySpanProcessor(SpanProcessor):
             return False
         finally:
             os.close(ack_write)  # the relay holds its own copy
-        restarted = self._proc is not None
         self._stop(wait=0)
         self._proc, self._ack_read = proc, ack_read
+        self._starts += 1
         assert proc.stdin is not None
         try:
             proc.stdin.write(_LENGTH.pack(len(self._hello)) + self._hello)
@@ -292,15 +302,18 @@ class RelaySpanProcessor(SpanProcessor):
         except OSError:
             self._stop(wait=0)
             return False
-        if restarted:
+        if self._starts > 1:
             logger.warning("span relay restarted", extra={"event": "span_relay_restarted"})
         return True
 
     def _await_ack(self, number: int, deadline: float) -> bool:
         buffer = b""
+        # poll, not select: a web process holds thousands of sockets, and a relay restarted
+        # then gets a descriptor above select's limit.
+        poller = select.poll()
+        poller.register(self._ack_read, select.POLLIN)
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._ack_read], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                 return False
             chunk = os.read(self._ack_read, 4096)
             if not chunk:  # the relay exited
