@@ -789,9 +789,9 @@ def render(
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {info['cores']} cores "
         f"({info['cpu']}), Python {info['python']}; {info['versions']}. "
-        f"Web process pinned to CPU 0, client + Redis + worker to CPU 1; {args.duration:.0f} s per figure "
-        f"after {args.warmup:.0f} s warm-up, median of {args.repeat} interleaved runs "
-        "(every run's rate in `all runs`).",
+        "Web process pinned to CPU 0, client + Redis + worker + the web process's span relay to CPU 1; "
+        f"{args.duration:.0f} s per figure after {args.warmup:.0f} s warm-up, "
+        f"median of {args.repeat} interleaved runs (every run's rate in `all runs`).",
         "",
         "| measurement | rate (median) | all runs | p50 ms | p95 ms | p99 ms | web CPU | lost |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
