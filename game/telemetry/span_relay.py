@@ -28,6 +28,7 @@ import logging
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -285,6 +286,9 @@ class RelaySpanProcessor(SpanProcessor):
                 [sys.executable, "-m", "game.telemetry.span_relay", str(ack_write)],
                 stdin=subprocess.PIPE,
                 pass_fds=(ack_write,),
+                # Out of the terminal's process group: Ctrl-C stops the web process, whose
+                # exit ends the relay's input; the relay then exports what it holds.
+                start_new_session=True,
             )
         except OSError:
             os.close(ack_read)
@@ -400,6 +404,10 @@ def serve(stream: IO[bytes], ack_fd: int) -> None:
 
 def main() -> None:
     """The relay process: `python -m game.telemetry.span_relay ACK_FD`."""
+    # It stops at the end of its input, when its web process has gone, never on a signal
+    # meant for that process: the spans handed over last would be lost.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _logging()
     serve(sys.stdin.buffer, int(sys.argv[1]))
 

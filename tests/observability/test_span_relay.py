@@ -4,13 +4,18 @@ the game."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -199,3 +204,56 @@ def test_a_flush_with_no_relay_reachable_gives_up_in_its_timeout(receiver: RawRe
             relay._proc.send_signal(signal.SIGCONT)
     finally:
         provider.shutdown()
+
+
+# A web process stopped by Ctrl-C at a terminal: the whole foreground process group gets
+# SIGINT. Its spans are handed over only at exit here, so that none is exported before.
+_CTRL_C_CHILD = """
+import time
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from game.telemetry import span_relay
+
+span_relay.HANDOVER_SECONDS = 3600
+provider = TracerProvider(resource=Resource.create({"service.name": "nuxtest-test"}))
+relay = span_relay.RelaySpanProcessor(provider.resource)
+provider.add_span_processor(relay)
+tracer = provider.get_tracer("nuxtest.test")
+for i in range(50):
+    tracer.start_span(f"span-{i}").end()
+print(relay._proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_ctrl_c_at_a_terminal_loses_no_span_and_leaves_no_relay(receiver: RawReceiver) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_CHILD],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a terminal's foreground job
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        relay_pid = int(child.stdout.readline())
+        os.killpg(child.pid, signal.SIGINT)
+        child.wait(30)
+        for _ in range(300):  # the relay exports, then exits at the end of its input
+            if gone(relay_pid):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the relay outlived its web process")
+        names = sorted(s["span"]["name"] for s in receiver.spans.values())
+        assert names == sorted(f"span-{i}" for i in range(50))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
