@@ -74,15 +74,7 @@ def _flatten(span: ReadableSpan) -> tuple[Any, ...]:
         dict(span.attributes) if span.attributes else None,
         [(e.name, dict(e.attributes) if e.attributes else None, e.timestamp) for e in span.events] or None,
         [
-            (
-                (
-                    link.context.trace_id,
-                    link.context.span_id,
-                    int(link.context.trace_flags),
-                    link.context.is_remote,
-                ),
-                dict(link.attributes) if link.attributes else None,
-            )
+            (_context_tuple(link.context), dict(link.attributes) if link.attributes else None)
             for link in span.links
         ]
         or None,
