@@ -15,7 +15,8 @@ has exported what was handed to it. If the relay dies, the next batch starts a n
 (lost spans are logged); the game never waits for it.
 
 Wire format, parent → relay on the relay's stdin: frames of a 4-byte big-endian length and a
-pickle — ("hello", resource attributes, schema URL), ("spans", [tuples]), ("flush", n); the
+pickle — ("hello", resource attributes, schema URL, the parent's logging), ("spans",
+[tuples]), ("flush", n); the
 relay answers each flush by writing n (4 bytes) to the file descriptor named in its argv.
 
     python -m game.telemetry.span_relay ACK_FD
@@ -88,8 +89,16 @@ def _context_tuple(ctx: SpanContext) -> tuple[int, int, int, bool]:
     return (ctx.trace_id, ctx.span_id, int(ctx.trace_flags), ctx.is_remote)
 
 
-def _context(trace_id: int, span_id: int, flags: int, remote: bool) -> SpanContext:
-    return SpanContext(trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(flags))
+def _context(
+    trace_id: int, span_id: int, flags: int, remote: bool, state: list[tuple[str, str]] | None = None
+) -> SpanContext:
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=remote,
+        trace_flags=TraceFlags(flags),
+        trace_state=TraceState(state) if state else None,
+    )
 
 
 class _Rebuilder:
@@ -117,13 +126,7 @@ class _Rebuilder:
             desc,
             scope,
         ) = t
-        context = SpanContext(
-            trace_id,
-            span_id,
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=TraceState(state) if state else None,
-        )
+        context = _context(trace_id, span_id, flags, False, state)
         scope_obj = None
         if scope is not None:
             scope_obj = self._scopes.get(scope)
@@ -157,7 +160,8 @@ class RelaySpanProcessor(SpanProcessor):
         BatchSpanProcessor(OTLPSpanExporter()).shutdown()
 
     def __init__(self, resource: Resource) -> None:
-        self._hello = pickle.dumps(("hello", dict(resource.attributes), resource.schema_url))
+        hello = ("hello", dict(resource.attributes), resource.schema_url, _parent_logging())
+        self._hello = pickle.dumps(hello)
         self._max_queue = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or 2048)
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._dropped = 0
@@ -356,20 +360,28 @@ def _read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(body)  # noqa: S301 - frames from the parent process, over its own pipe
 
 
-def _logging() -> None:
-    """The relay's own lines (an exporter that cannot reach its endpoint) as the parent's are."""
+def _parent_logging() -> dict[str, Any] | None:
+    """This process's logging (the settings' LOGGING, service and environment), for the relay."""
+    from django.conf import settings
+
+    from game.telemetry import logs
+
+    if not settings.configured:
+        return None
+    return {"config": settings.LOGGING, "service": logs.SERVICE, "env": logs.ENVIRONMENT}
+
+
+def _logging(parent: dict[str, Any] | None) -> None:
+    """The relay's own lines (an exporter that cannot reach its endpoint) as its parent's are."""
+    if parent is None:
+        return
     import logging.config
 
     from game.telemetry import logs
 
-    logs.SERVICE = os.environ.get("NUXTEST_SERVICE", "web")
-    logs.ENVIRONMENT = os.environ.get("NUXTEST_ENV", "development")
-    logging.config.dictConfig(
-        logs.logging_config(
-            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-            fmt=os.environ.get("NUXTEST_LOG_FORMAT", "json").strip().lower(),
-        )
-    )
+    logs.SERVICE, logs.ENVIRONMENT = parent["service"], parent["env"]
+    logging.captureWarnings(True)
+    logging.config.dictConfig(parent["config"])
 
 
 def serve(stream: IO[bytes], ack_fd: int) -> None:
@@ -380,6 +392,7 @@ def serve(stream: IO[bytes], ack_fd: int) -> None:
     hello = _read_frame(stream)
     if not hello or hello[0] != "hello":
         return
+    _logging(hello[3])
     rebuild = _Rebuilder(Resource(hello[1], hello[2]))
     processor = BatchSpanProcessor(OTLPSpanExporter())
     try:
@@ -400,7 +413,6 @@ def main() -> None:
     # meant for that process: the spans handed over last would be lost.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _logging()
     serve(sys.stdin.buffer, int(sys.argv[1]))
 
 
