@@ -404,32 +404,31 @@ async def user_conn_add(user_id: int, conn: str, *, limit: int, now: int) -> boo
     return True
 
 
-# A token bucket in one atomic step: refill by the time elapsed, then take a token if any.
+# A token bucket in one atomic step: refill by the time elapsed, then take up to ARGV[4]
+# tokens, as many as there are; returns how many were taken.
 _USER_RATE_LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local state = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-end
+local taken = math.max(0, math.min(want, math.floor(tokens)))
+tokens = tokens - taken
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return allowed
+return taken
 """
 
 
-async def user_rate_take(user_id: int, *, rate: float, burst: int, now: float) -> bool:
-    """Take one token from the user's message bucket (shared by all their connections)."""
-    allowed = await _script(_USER_RATE_LUA)(
-        keys=[key("userrate", user_id)], args=[repr(rate), str(burst), repr(now)]
+async def user_rate_take(user_id: int, *, rate: float, burst: int, want: int, now: float) -> int:
+    """Take up to `want` tokens from the user's message bucket (shared by all their connections)."""
+    taken = await _script(_USER_RATE_LUA)(
+        keys=[key("userrate", user_id)], args=[repr(rate), str(burst), repr(now), str(want)]
     )
-    return bool(allowed)
+    return int(taken)
 
 
 async def user_conn_remove(user_id: int, conn: str) -> None:

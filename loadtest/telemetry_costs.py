@@ -84,7 +84,7 @@ def measure() -> dict[str, float]:
 
     async def take(count: int) -> None:
         for _ in range(count):
-            await store.user_rate_take(7, rate=1e9, burst=10**9, now=time.time())
+            await store.user_rate_take(7, rate=1e9, burst=10**9, want=1, now=time.time())
 
     async def close() -> None:
         await store.client().aclose()

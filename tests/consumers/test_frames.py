@@ -292,6 +292,38 @@ async def test_the_rate_limit_holds_over_all_connections_of_one_player(settings,
             await comm.disconnect()
 
 
+async def test_tokens_a_connection_took_ahead_are_its_own_and_the_players_connections_never_pass_the_burst(
+    settings, make_user
+):
+    # Burst 40 over at most 5 connections: each connection takes 4 tokens at a time.
+    settings.NUXTEST_WS_RATE_PER_SECOND = 0.001
+    settings.NUXTEST_WS_RATE_BURST = 100
+    settings.NUXTEST_WS_USER_RATE_PER_SECOND = 0.001
+    settings.NUXTEST_WS_USER_RATE_BURST = 40
+    settings.NUXTEST_WS_MAX_CONNECTIONS_PER_USER = 5
+    (alice,) = await users(make_user, "alice")
+    code = await room_new(alice)
+    first, _ = await ws_join(code, alice)
+    second, _ = await ws_join(code, alice)
+
+    async def reply(comm: WebsocketCommunicator) -> str:
+        await send(comm, {"type": "ping", "t": 1})
+        frame = await recv(comm)
+        while frame["type"] not in {"pong", "error"}:  # broadcasts of the joins
+            frame = await recv(comm)
+        return "pong" if frame["type"] == "pong" else str(frame["code"])
+
+    try:
+        assert await reply(first) == "pong"  # took 4, keeps 3
+        from_second = [await reply(second) for _ in range(37)]
+        assert from_second == ["pong"] * 36 + ["rate_limited"]
+        from_first = [await reply(first) for _ in range(4)]
+        assert from_first == ["pong"] * 3 + ["rate_limited"]
+    finally:
+        for comm in (first, second):
+            await comm.disconnect()
+
+
 async def test_integers_too_large_to_echo_get_invalid_field_and_the_largest_that_fit_are_answered(playing):
     for frame in [
         '{"type": "answer", "round": 1000000000000000000000000000000, "option": 1}',
