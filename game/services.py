@@ -91,6 +91,8 @@ def room_summary(room: Room) -> dict[str, Any]:
         },
         "players": [{"id": p.id, "name": p.name, "connected": p.connected} for p in room.players],
         "round": None if room.round is None else room.round.number,
+        # What `game_over` said, for a page opened after it (`state` carries no standings).
+        "standings": rules.standings(room) if room.status == FINISHED else None,
     }
 
 

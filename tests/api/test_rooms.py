@@ -9,8 +9,9 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from game import services, store
-from game.models import Category, Question
+from game.models import Category, GameResult, Question
 from tests.api.conftest import field_error, is_room_code, plain_error
+from tests.play import correct_option, wrong_option
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -311,3 +312,30 @@ def test_the_summary_of_a_game_in_play_reveals_no_correct_answer_or_question_pla
     text = response.content.decode()
     for q in room.plan:
         assert q.text not in text
+
+
+def test_the_summary_has_no_standings_until_the_game_has_finished_then_those_stored(
+    api_as, make_user, questions, timers
+):
+    alice, bob = make_user("alice"), make_user("bob")
+    code = api_as(alice).post(ROOMS, {"rounds": 1}, format="json").json()["code"]
+    for u in (alice, bob):
+        async_to_sync(services.room_connect)(code=code, user_id=u.pk, name=u.username, conn=f"web|{u.pk}")
+    assert api_as(bob).get(f"{ROOMS}{code}/").json()["standings"] is None
+    async_to_sync(services.game_start)(code=code, by=alice.pk)
+    assert api_as(bob).get(f"{ROOMS}{code}/").json()["standings"] is None
+    # bob right, alice wrong: bob ranks first though alice joined first.
+    for u, pick in ((bob, correct_option), (alice, wrong_option)):
+        option = async_to_sync(pick)(code)
+        async_to_sync(services.answer_submit)(code=code, user_id=u.pk, round_number=1, option=option)
+
+    body = api_as(bob).get(f"{ROOMS}{code}/").json()
+    assert body["status"] == "finished"
+    standings = body["standings"]
+    assert [(s["player"], s["name"], s["rank"], s["correct"]) for s in standings] == [
+        (bob.pk, "bob", 1, 1),
+        (alice.pk, "alice", 2, 0),
+    ]
+    stored = {r.user_id: (r.score, r.rank, r.correct) for r in GameResult.objects.all()}
+    assert {s["player"]: (s["score"], s["rank"], s["correct"]) for s in standings} == stored
+    assert standings[0]["score"] > 500 and standings[1]["score"] == 0
