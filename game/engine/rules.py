@@ -168,11 +168,16 @@ def _emit(room: Room, type_: str, **payload: Any) -> Event:
 
 
 def _seat_check(room: Room, *, player_id: int, now: int) -> None:
-    """Raise unless a non-member could take a seat: a lobby, with members and seats held for
-    other placed players (still held at `now`) short of `max_players`."""
+    """Raise unless a non-member could take a seat: a lobby, with members, seats held for
+    other placed players (still held at `now`) and the absent host's seat short of
+    `max_players`."""
     if room.status != LOBBY:
         raise GameAlreadyStarted("the game has already started")
     held = sum(1 for held_id, until in room.held if held_id != player_id and until > now)
+    # The host's seat is kept for them until they connect: only the host can start the
+    # game, and a room filled before its host arrived could never start.
+    if room.host is not None and room.host != player_id and room.player(room.host) is None:
+        held += 1
     if len(room.players) + held >= room.settings.max_players:
         raise RoomFull("the room is full")
 
@@ -253,17 +258,14 @@ def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event
 def start_check(room: Room, by: int | None) -> None:
     """Raise NotHost unless `by` may start this room's game (None: the quick-match timer).
 
-    The host may; so may any other member while the host has no open connection (a host
-    who left the lobby would otherwise keep everyone waiting). Nobody may start a
-    quick-match room by hand: it starts by itself.
+    Only the host may (GAME.md: `start` is host only), connected or not. Nobody may start
+    a quick-match room by hand: it starts by itself.
     """
     if by is None or by == room.host:
         return
     if room.host is None:
         raise NotHost("a quick-match room starts by itself: 5 s after its second player joins, or when full")
-    host = room.player(room.host)
-    if room.player(by) is None or (host is not None and host.connected):
-        raise NotHost("only the host can start the game")
+    raise NotHost("only the host can start the game")
 
 
 def start(

@@ -69,23 +69,26 @@ def test_a_player_who_is_not_the_host_cannot_start_the_game():
     assert room_to_dict(room) == before
 
 
-def test_while_the_host_is_away_from_the_lobby_another_member_may_start():
+def test_while_the_host_is_away_from_the_lobby_nobody_else_may_start():
     room = new_room()
     join(room, HOST, 2, 3)
     leave(room, HOST)
-    with pytest.raises(rules.NotHost):
-        start_game(room, by=99)  # not a member
-    start_game(room, by=3)
+    before = room_to_dict(room)
+    for by in (3, 99):  # a member, and not a member
+        with pytest.raises(rules.NotHost, match="only the host"):
+            start_game(room, by=by)
+    assert room_to_dict(room) == before
+    start_game(room, by=HOST)  # connected or not
     assert room.status == PLAYING
 
 
-def test_once_the_host_is_back_only_the_host_may_start():
-    room = new_room()
-    join(room, HOST, 2)
-    leave(room, HOST)
+def test_the_hosts_seat_is_kept_until_the_host_connects():
+    room = new_room(max_players=2)
+    join(room, 2)
+    with pytest.raises(rules.RoomFull):
+        join(room, 3)
     join(room, HOST)
-    with pytest.raises(rules.NotHost):
-        start_game(room, by=2)
+    assert [p.id for p in room.players] == [2, HOST]
 
 
 def test_nobody_starts_a_quick_match_room_by_hand():

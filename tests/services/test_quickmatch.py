@@ -21,9 +21,9 @@ QUICK_SETTINGS = {
 }
 
 
-async def quick_room_open(host: Any) -> str:
-    """An empty quick-match room listed for matchmaking, as quickmatch_place opens them."""
-    room = await services.room_create(host_id=host.pk, settings_raw={"max_players": 4}, quick=True)
+async def quick_room_open() -> str:
+    """An empty quick-match room listed for matchmaking, as quickmatch_place opens them (no host)."""
+    room = await services.room_create(host_id=None, settings_raw={"max_players": 4}, quick=True)
     await store.quick_open(room.code, room.created_at)
     return room.code
 
@@ -157,11 +157,10 @@ async def test_a_room_about_to_start_takes_no_more_placements(make_user, setting
 
 
 async def test_players_go_to_the_oldest_open_room_with_space(make_user):
-    hosts = await users(make_user, "h1", "h2")
     people = await users(make_user, "p1", "p2", "p3", "p4", "p5")
-    older = await quick_room_open(hosts[0])
+    older = await quick_room_open()
     await asyncio.sleep(0.005)  # a later creation time (ms)
-    newer = await quick_room_open(hosts[1])
+    newer = await quick_room_open()
     assert await store.quick_candidates() == [older, newer]
     assert [await quick_join(p) for p in people[:4]] == [older] * 4
     assert (await services.room_get(code=older)).status == "playing"
@@ -172,9 +171,9 @@ async def test_players_go_to_the_oldest_open_room_with_space(make_user):
 async def test_listed_rooms_that_are_gone_or_started_are_skipped_and_unlisted(make_user):
     hosts = await users(make_user, "h1", "h2", "h3")
     (alice,) = await users(make_user, "alice")
-    gone = await quick_room_open(hosts[0])
-    started = await quick_room_open(hosts[1])
-    space = await quick_room_open(hosts[2])
+    gone = await quick_room_open()
+    started = await quick_room_open()
+    space = await quick_room_open()
     await connect(started, hosts[1])
     await services.game_start(code=started, by=None)
     await store.quick_open(started, (await services.room_get(code=started)).created_at)  # a stale listing
