@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -48,7 +50,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     A request that found every pooled database connection busy for DB_POOL_TIMEOUT (a
     crowd of sign-ups or joins at once) is told to come back, not shown a server error.
+    A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413, not Django's HTML 400 page (and its
+    ERROR log line, a Sentry event, for a client's mistake).
     """
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if _pool_exhausted(exc):
         logger.warning(
             "no database connection free within DB_POOL_TIMEOUT", extra={"event": "db_pool_exhausted"}

@@ -6,7 +6,7 @@ import ipaddress
 import threading
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
@@ -40,7 +40,7 @@ def _allowed(request: HttpRequest) -> bool:
 def metrics(request: HttpRequest) -> HttpResponse:
     """The exposition; 403 for a client outside the allowed networks."""
     if not _allowed(request):
-        return HttpResponseForbidden("metrics are not served to this network\n", content_type="text/plain")
+        return JsonResponse({"detail": "metrics are not served to this network"}, status=403)
     _register_once()
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(REGISTRY), content_type=content_type)

@@ -34,6 +34,17 @@ def test_an_unknown_api_path_answers_404_with_a_json_detail(api_as, make_user):
     plain_error(api_as(make_user("alice")).get("/api/no-such-endpoint/"), 404)
 
 
+@pytest.mark.parametrize("path", ["/api/auth/signup/", "/api/auth/token/", "/api/rooms/"])
+def test_a_body_over_the_upload_limit_answers_413_with_a_json_detail_and_logs_no_error(
+    api_as, make_user, path, settings, caplog
+):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"username": "%s", "password": "x"}' % ("a" * 2000)
+    response = api_as(make_user("alice")).post(path, body, content_type="application/json")
+    assert "larger than 1000 bytes" in plain_error(response, 413)["detail"]
+    assert [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}] == []
+
+
 def test_a_session_post_without_a_csrf_token_answers_403_with_a_detail(make_user, questions):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(make_user("alice"))
