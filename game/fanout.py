@@ -20,7 +20,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from game import aio, events
+from game import aio, events, transport
 from game.telemetry import tracing
 
 logger = logging.getLogger(__name__)
@@ -155,8 +155,12 @@ class Hub:
             for member in members:
                 try:
                     await member.room_event(message)
-                except Exception:
-                    # One connection failing (closed under it, say) must not cost the others.
+                except Exception as exc:
+                    if transport.send_failed_on_close(exc):
+                        # Closed while the broadcast was on its way: nothing to tell (its
+                        # close is logged, and a reconnecting client gets a fresh state).
+                        continue
+                    # One connection failing must not cost the others.
                     logger.warning(
                         "broadcast not forwarded to a connection",
                         exc_info=True,

@@ -57,3 +57,15 @@ def _allow_server_close_codes() -> None:
 
     send_close.nuxtest_codes = True  # type: ignore[attr-defined]
     WebSocketProtocol.sendClose = send_close  # type: ignore[method-assign]
+
+
+def send_failed_on_close(exc: BaseException) -> bool:
+    """True for the error of a send to a connection that closed under it: autobahn's
+    `Disconnected` under Daphne, an `OSError` under servers that follow the ASGI spec."""
+    if isinstance(exc, OSError):
+        return True
+    try:
+        from autobahn.exception import Disconnected
+    except ImportError:  # pragma: no cover - Daphne (and autobahn) is a dependency
+        return False
+    return isinstance(exc, Disconnected)
