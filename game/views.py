@@ -80,7 +80,9 @@ def room(request: HttpRequest, code: str) -> HttpResponse:
     if not rules.code_is_valid(code) or not async_to_sync(store.room_exists)(code):
         # A page that says so, not a game page whose socket is then refused (4404).
         return render(request, "game/no_room.html", {"code": code[:16]}, status=404)
-    return render(request, "game/room.html", {"code": code})
+    # The settings line names the room's category (its settings carry the slug).
+    category_names = dict(Category.objects.values_list("slug", "name"))
+    return render(request, "game/room.html", {"code": code, "category_names": category_names})
 
 
 def leaderboard(request: HttpRequest) -> HttpResponse:

@@ -13,6 +13,7 @@ test left it, for debugging a failure).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -30,7 +31,7 @@ from game.models import GameResult, Question
 from tests.e2e.stack import ROOT, Stack
 
 try:
-    from playwright.async_api import Browser, Page, async_playwright, expect
+    from playwright.async_api import Browser, Page, ViewportSize, WebSocketRoute, async_playwright, expect
 except ImportError as exc:  # the dev extra is not installed
     PLAYWRIGHT_MISSING: str | None = str(exc)
 else:
@@ -43,6 +44,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
 PASSWORD = "browser-Quiz-password-42"
 LETTERS = "ABCD"
 WAIT_MS = 10_000
+PHONE: ViewportSize = {"width": 375, "height": 667}
 
 # Runs in every page before its own scripts. It can skew the page's clock (Date.now, the only
 # clock room.js reads) to play a player whose computer clock is wrong, and it keeps a snapshot
@@ -67,6 +69,7 @@ INIT_SCRIPT = """
         at: performance.timeOrigin + performance.now(),
         answer: box.querySelector('.correct-answer').textContent,
         status: document.getElementById('answer-status').textContent,
+        width: document.documentElement.scrollWidth,
         rows: Array.from(box.querySelectorAll('tbody tr'),
           (tr) => Array.from(tr.cells, (td) => td.textContent)),
         options: Array.from(document.querySelectorAll('#options button.option'),
@@ -161,25 +164,22 @@ async def players(
     expect.set_options(timeout=WAIT_MS)
     made: list[Player] = []
 
-    async def make(label: str, skew_ms: int = 0) -> Player:
+    async def make(
+        label: str, skew_ms: int = 0, *, viewport: ViewportSize | None = None, long_name: bool = False
+    ) -> Player:
         context = await browser.new_context(
-            base_url=live.url, locale="en-US", timezone_id="UTC", viewport={"width": 1100, "height": 900}
+            base_url=live.url,
+            locale="en-US",
+            timezone_id="UTC",
+            viewport=viewport or {"width": 1100, "height": 900},
         )
         context.set_default_timeout(WAIT_MS)
         await context.add_init_script(INIT_SCRIPT % {"skew": skew_ms})
         page = await context.new_page()
-        player = Player(label=label, name=f"{label}-{uuid.uuid4().hex[:6]}", page=page)
-
-        def on_console(msg: Any) -> None:
-            if msg.type == "error":
-                player.errors.append(f"console error at {msg.location}: {msg.text}")
-
-        def on_websocket(ws: Any) -> None:
-            ws.on("framereceived", lambda payload: player.frames.append(json.loads(payload)))
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda err: player.errors.append(f"uncaught exception: {err}"))
-        page.on("websocket", on_websocket)
+        # A long name has no break in its last 100 characters (usernames go up to 150).
+        name = f"{label}-{uuid.uuid4().hex[:6]}" + ("W" * 94 if long_name else "")
+        player = Player(label=label, name=name, page=page)
+        watch(player, page)
         made.append(player)
         return player
 
@@ -195,6 +195,27 @@ async def players(
     # The async ORM calls ran on asgiref's worker thread: close its connection, or the test
     # database cannot be dropped at the end of the session ("accessed by other users").
     await sync_to_async(connections.close_all)()
+
+
+def watch(player: Player, page: Page) -> None:
+    """Record the page's JavaScript errors and received WebSocket frames in the player's lists."""
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            player.errors.append(f"console error at {msg.location}: {msg.text}")
+
+    def on_websocket(ws: Any) -> None:
+        ws.on("framereceived", lambda payload: player.frames.append(json.loads(payload)))
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda err: player.errors.append(f"uncaught exception: {err}"))
+    page.on("websocket", on_websocket)
+
+
+async def page_width(page: Page) -> int:
+    """How wide the page is laid out: more than the viewport means it scrolls sideways."""
+    width: int = await page.evaluate("() => document.documentElement.scrollWidth")
+    return width
 
 
 def assert_no_js_errors(*players: Player) -> None:
@@ -548,3 +569,153 @@ async def test_a_quick_match_player_whose_room_started_before_their_page_connect
     await carol.page.wait_for_url(re.compile(rf"/rooms/(?!{first})[A-Z2-9]{{6}}/\?quick=1$"))
     await expect(carol.page.locator("#status")).to_have_text("lobby")
     assert_no_js_errors(alice, bob, carol)
+
+
+async def test_on_a_phone_a_long_name_fits_the_screen_and_each_question_comes_with_its_countdown(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    rounds = 2
+    phone = await players("phone", viewport=PHONE, long_name=True)
+    page = phone.page
+    await sign_up(phone, live.url)
+    assert await page_width(page) <= PHONE["width"], "the lobby fits the screen"
+
+    # A well-formed code of no room is refused by the join form, not by a 404 page.
+    assert await page.evaluate("() => fetch('/api/rooms/ZZZZZZ/').then((r) => r.status)") == 404
+    await page.fill("#id_code", "zzzzzz")
+    await page.click("#join-button")
+    await expect(page.locator("#join-error")).to_contain_text("No room has the code “ZZZZZZ”")
+    await expect(page).to_have_url(f"{live.url}/")
+    # Chromium logs every 404 response as a console error: these two were asked for.
+    phone.errors[:] = [e for e in phone.errors if "/api/rooms/ZZZZZZ/" not in e]
+
+    # The room's settings line names its category as the lobby's form does, not by its slug.
+    category = page.locator("#id_category option").nth(1)
+    slug, category_name = await category.get_attribute("value"), await category.inner_text()
+    assert slug and category_name != slug
+    await page.select_option("#id_category", slug)
+    code = await create_room(phone, rounds=rounds, answer_seconds=10, reveal_seconds=1, max_players=1)
+    await expect(page.locator("#settings-summary")).to_contain_text(f"category: {category_name}")
+    await expect(page.locator("#invite-link")).to_be_visible()
+    await expect(page.locator("#start-button")).to_be_in_viewport(ratio=1)
+    assert await page_width(page) <= PHONE["width"], "the room's lobby fits the screen"
+    await page.click("#start-button")
+
+    bar = page.locator("#game-panel .round-bar")
+    for n in range(1, rounds + 1):
+        q = await wait_question(phone, n, rounds)
+        # The question is brought into view with its countdown, not scrolled past it.
+        await expect(bar).to_be_in_viewport(ratio=1)
+        await expect(page.locator("#question-text")).to_be_in_viewport()
+        right = await correct_index(q)
+        if n == 1:
+            await expect(page.locator("#invite-link")).to_be_hidden()
+            await expect(page.locator("#keys-hint")).to_contain_text("Keyboard: press 1")
+            assert await page_width(page) <= PHONE["width"], "the question fits the screen"
+            await page.click(f'#options button.option[data-option="{right}"]')
+            result = await phone.rendered_result(1)
+            assert result["width"] <= PHONE["width"], f"the round result is {result['width']} px wide"
+        else:
+            # The clicked option went disabled with its answer: the next question focuses option A,
+            # and the keys answer.
+            await expect(page.locator('#options button.option[data-option="0"]')).to_be_focused()
+            await page.keyboard.press(str(right + 1))
+
+    await expect(page.locator("#status")).to_have_text("finished")
+    await expect(page.locator("#standings tr.standing td.correct")).to_have_text(["2"])
+    assert await page_width(page) <= PHONE["width"], "the final standings fit the screen"
+    stored = await GameResult.objects.aget(room=code)
+    assert (stored.rank, stored.correct) == (1, 2)
+
+    # Opened again after game_over (a new tab: no game_over frame, nothing kept in the tab),
+    # the page shows the stored standings, correct answers included.
+    again = await page.context.new_page()
+    watch(phone, again)
+    await again.goto(f"/rooms/{code}/")
+    await expect(again.locator("#status")).to_have_text("finished")
+    rows = again.locator("#standings tr.standing")
+    await expect(rows.locator("td.correct")).to_have_text([str(stored.correct)])
+    await expect(rows.locator("td.rank")).to_have_text([str(stored.rank)])
+    await expect(rows.locator("td.score")).to_have_text([str(stored.score)])
+    await expect(again.locator("#invite-link")).to_be_hidden()
+    assert await page_width(again) <= PHONE["width"], "the reopened standings fit the screen"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await again.screenshot(path=ARTIFACTS / "phone-final-standings-reopened.png", full_page=True)
+    assert_no_js_errors(phone)
+
+
+async def test_an_answer_that_reaches_the_server_after_the_round_closed_shows_as_too_late(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    rounds, answer_seconds = 2, 4
+    late = await players("late")
+    page = late.page
+    await sign_up(late, live.url)
+    # Logged in, the log-in and sign-up pages say so.
+    for path in ("/accounts/login/", "/accounts/signup/"):
+        await page.goto(path)
+        await expect(page.locator("#logged-in-note")).to_contain_text(f"You are logged in as {late.name}")
+    await page.click("#logged-in-note a")
+    await expect(page).to_have_url(f"{live.url}/")
+
+    # The page's answers are held back on their way to the server, until released.
+    held: list[str] = []
+    answer_held = asyncio.Event()
+    servers: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        servers.append(server)
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and json.loads(message).get("type") == "answer":
+                held.append(message)
+                answer_held.set()
+            else:
+                server.send(message)
+
+        ws.on_message(to_server)
+
+    await page.route_web_socket(re.compile(r"/ws/rooms/"), route)
+    await create_room(late, rounds=rounds, answer_seconds=answer_seconds, reveal_seconds=10, max_players=1)
+    await page.click("#start-button")
+    q = await wait_question(late, 1, rounds)
+    right = await correct_index(q)
+    mine = (right + 1) % 4
+    pick = page.locator(f'#options button.option[data-option="{mine}"]')
+    await pick.click()
+    await asyncio.wait_for(answer_held.wait(), WAIT_MS / 1000)
+
+    # The round closes at its deadline without the answer: the page says it came too late,
+    # shows the right answer, and keeps the pick marked as the player's.
+    status = page.locator("#answer-status")
+    too_late = (
+        f"Too late: your answer ({LETTERS[mine]}) arrived after the round closed and did not count. "
+        f"The answer was {LETTERS[right]}."
+    )
+    await expect(status).to_have_text(too_late)
+    await expect(page.locator("#round-result")).to_be_visible()
+    await expect(pick).to_have_class(re.compile(r"\bchosen\b.*\blate\b"))
+    await expect(pick).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator(f'#options button.option[data-option="{right}"]')).to_have_class(
+        re.compile(r"\bcorrect\b")
+    )
+
+    # Released in the pause, the answer is refused as round_closed: still shown as too late.
+    servers[-1].send(held.pop())
+    await expect(pick).not_to_have_class(re.compile(r"\bpending\b"))
+    await expect(pick).to_have_class(re.compile(r"\bchosen\b.*\blate\b"))
+    await expect(pick).not_to_have_class(re.compile(r"\bwrong\b"))
+    await expect(status).to_have_text(too_late)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "late-answer.png", full_page=True)
+    assert late.of_type("answer_ack")[-1] == {
+        "type": "answer_ack",
+        "round": 1,
+        "accepted": False,
+        "reason": "round_closed",
+    }
+
+    await page.goto("/leaderboard/")
+    await expect(page.locator("#leaderboard-note")).to_contain_text("updated every 30 s or so")
+    assert_no_js_errors(late)

@@ -48,7 +48,7 @@
           dataset: { player: String(r.player) },
         },
         el('td', { class: 'num rank' }, String(r.rank)),
-        el('td', { class: 'name' }, r.name),
+        el('td', { class: 'name' }, el('span', { class: 'name-text', title: r.name }, r.name)),
         el('td', { class: 'num score' }, Number(r.score).toLocaleString()),
         el('td', { class: 'num games' }, String(r.games)))));
       }

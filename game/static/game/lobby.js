@@ -2,7 +2,7 @@
 (function () {
   'use strict';
 
-  const { postJSON } = window.NuxTest;
+  const { getJSON, postJSON } = window.NuxTest;
   const CODE_RE = /^[ABCDEFGHJKLMNPQRSTUVWXYZ23456789]{6}$/;
   const NUMBER_FIELDS = ['rounds', 'answer_seconds', 'reveal_seconds', 'max_players'];
 
@@ -70,7 +70,7 @@
   const joinForm = document.getElementById('join-form');
   if (joinForm) {
     const errorNode = document.getElementById('join-error');
-    joinForm.addEventListener('submit', (event) => {
+    joinForm.addEventListener('submit', async (event) => {
       event.preventDefault();
       let raw = joinForm.elements.code.value.trim();
       // Accept an invite link as well as a bare code.
@@ -83,6 +83,17 @@
         return;
       }
       showError(errorNode, '');
+      // A well-formed code of no room: say so here rather than open a page that says it.
+      try {
+        await getJSON(roomUrl(joinForm.dataset.apiUrl, code));
+      } catch (err) {
+        if (err.status === 404) {
+          showError(errorNode, `No room has the code “${code}”: check it, or ask for the invite link`);
+          joinForm.elements.code.focus();
+          return;
+        }
+        // Anything else: the room page explains it.
+      }
       location.assign(roomUrl(joinForm.dataset.roomUrl, code));
     });
   }

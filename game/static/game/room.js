@@ -15,6 +15,7 @@
 
   const CODE = readJSONScript('room-code');
   const MY_ID = readJSONScript('user-id');
+  const CATEGORY_NAMES = readJSONScript('category-names') || {};
 
   const BROADCASTS = new Set([
     'player_joined', 'player_left', 'game_started', 'question', 'round_result', 'game_over',
@@ -52,6 +53,7 @@
     roundLabel: $('round-label'),
     countdown: $('countdown'),
     countdownBar: $('countdown-bar'),
+    roundBar: document.querySelector('#game-panel .round-bar'),
     question: $('question-text'),
     options: Array.from(document.querySelectorAll('#options button.option')),
     answerStatus: $('answer-status'),
@@ -62,6 +64,7 @@
     players: $('players'),
     grid: $('room-grid'),
     playerCount: $('player-count'),
+    inviteBox: $('invite'),
     invite: $('invite-link'),
     copy: $('copy-invite'),
     copyFeedback: $('copy-feedback'),
@@ -84,6 +87,8 @@
     standingsExact: false,
   };
   const myAnswers = new Map(); // round -> {option: int|null, state: 'pending'|'accepted'|'refused', reason}
+  let standingsRequested = false; // the room summary was asked for the finished game's standings
+  let optionFocused = false; // the last element to get focus was an option button
 
   let ws = null;
   let lastSeq = null;
@@ -198,9 +203,6 @@
       );
       ui.notice.dataset.code = String(code);
       ui.notice.hidden = false;
-      // Nothing to invite anyone to from a room this player cannot enter.
-      const invite = ui.invite.closest('.invite');
-      if (invite) invite.hidden = true;
       if (code === 4409) explainRefusal();
       render();
       return;
@@ -363,8 +365,7 @@
           room.standings = saved;
           room.standingsExact = true;
         } else {
-          room.standings = rebuildStandings();
-          room.standingsExact = false;
+          loadStandings();
         }
       }
     }
@@ -372,8 +373,31 @@
     render();
   }
 
+  async function loadStandings() {
+    // Opened after game_over: the room summary carries its standings (ranks and correct counts).
+    if (standingsRequested) return;
+    standingsRequested = true;
+    let list = null;
+    try {
+      const summary = await getJSON(`/api/rooms/${encodeURIComponent(CODE)}/`);
+      if (summary && Array.isArray(summary.standings)) list = summary.standings;
+    } catch (err) {
+      // Rebuilt from the state below.
+    }
+    if (room.standings && room.standingsExact) return; // game_over came meanwhile
+    if (list) {
+      room.standings = list;
+      room.standingsExact = true;
+      standingsSave(list);
+    } else {
+      room.standings = rebuildStandings();
+      room.standingsExact = false;
+    }
+    render();
+  }
+
   function rebuildStandings() {
-    // Without the game_over frame: order by score (ties in join order); `correct` unknown.
+    // Without game_over or the summary: order by score (ties in join order); `correct` unknown.
     return room.players
       .map((p, index) => ({ p, index }))
       .sort((a, b) => b.p.score - a.p.score || a.index - b.index)
@@ -423,14 +447,20 @@
     };
     room.result = null;
     room.nextAt = null;
-    // On a small screen the options can start below the fold: bring the question into view
-    // (once it is rendered) rather than make the player scroll against the clock.
+    // On a small screen the options can start below the fold: bring the round bar (the
+    // countdown) and the question into view (once rendered) rather than make the player
+    // scroll against the clock.
     requestAnimationFrame(() => {
       const last = ui.options[ui.options.length - 1];
       if (!last || ui.gamePanel.hidden) return;
-      const top = ui.question.getBoundingClientRect().top;
+      // The keyboard player's option went disabled with their answer: back to option A.
+      const active = document.activeElement;
+      if (ui.options.includes(active) || (optionFocused && (!active || active === document.body))) {
+        ui.options[0].focus({ preventScroll: true });
+      }
+      const top = ui.roundBar.getBoundingClientRect().top;
       if (top < 0 || last.getBoundingClientRect().bottom > window.innerHeight) {
-        ui.question.scrollIntoView({ block: 'start' });
+        ui.roundBar.scrollIntoView({ block: 'start' });
       }
     });
   }
@@ -472,7 +502,9 @@
       // The server holds an earlier answer: keep the round locked.
       myAnswers.set(frame.round, { option: null, state: 'accepted', reason: frame.reason });
     } else {
-      myAnswers.set(frame.round, { option: null, state: 'refused', reason: frame.reason });
+      // Too late (round_closed): the pick stays shown as the player's, marked as not counted.
+      const option = frame.reason === 'round_closed' && mine ? mine.option : null;
+      myAnswers.set(frame.round, { option, state: 'refused', reason: frame.reason });
       if (frame.reason === 'wrong_round') requestSync();
     }
     if (!frame.accepted) {
@@ -518,6 +550,7 @@
   ui.options.forEach((button) => {
     button.addEventListener('click', () => answer(Number(button.dataset.option)));
   });
+  document.addEventListener('focusin', (event) => { optionFocused = ui.options.includes(event.target); });
 
   document.addEventListener('keydown', (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -572,7 +605,7 @@
       `${s.answer_seconds} s to answer`,
       `${s.reveal_seconds} s pause`,
       `up to ${s.max_players} player${s.max_players === 1 ? '' : 's'}`,
-      `category: ${s.category || 'any'}`,
+      `category: ${s.category ? CATEGORY_NAMES[s.category] || s.category : 'any'}`,
     ];
     if (room.quick) parts.unshift('quick match');
     return parts.join(' · ');
@@ -587,9 +620,9 @@
     ui.settings.textContent = settingsText(room.settings);
 
     const isHost = MY_ID != null && room.host === MY_ID;
-    // While the host is away from the lobby, any member may start (the server allows it).
+    // Only the host starts the game; the others are told when the host has left the lobby.
     const hostPlayer = room.host == null ? null : playerById(room.host);
-    const hostAway = room.host != null && MY_ID != null && !isHost && Boolean(hostPlayer) && !hostPlayer.connected;
+    const hostAway = room.host != null && !isHost && Boolean(hostPlayer) && !hostPlayer.connected;
     ui.grid.hidden = fatal && !room.known;
     ui.connectingPanel.hidden = room.known || fatal;
     ui.lobbyPanel.hidden = !(room.known && status === 'lobby');
@@ -597,8 +630,10 @@
     ui.finalPanel.hidden = !(room.known && status === 'finished');
     ui.abandonedPanel.hidden = !(room.known && status === 'abandoned');
     ui.gamePanel.classList.toggle('is-over', status === 'finished');
+    // Nothing to invite anyone to once the game has started, or from a room this player cannot enter.
+    ui.inviteBox.hidden = !(room.known && status === 'lobby' && !fatal);
 
-    ui.start.hidden = !((isHost || hostAway) && status === 'lobby' && !fatal);
+    ui.start.hidden = !(isHost && status === 'lobby' && !fatal);
     ui.start.disabled = startPending || !ws || ws.readyState !== WebSocket.OPEN;
     ui.start.textContent = startPending ? 'Starting…' : 'Start game';
     renderLobbyHint(isHost, hostAway);
@@ -622,13 +657,16 @@
     } else if (isHost) {
       hint = `You are the host${seats}. Share the invite link, then start when everyone is in.`;
     } else if (hostAway) {
-      hint = `${playerName(room.host)}, the host, has left${seats}: any player can start the game.`;
+      hint = `${playerName(room.host)}, the host, has left${seats}: the game starts when they come back and start it (or create a room of your own).`;
     } else {
       const host = room.host != null ? playerName(room.host) : 'the host';
       hint = `Waiting for ${host} to start the game${seats}…`;
     }
     ui.lobbyHint.textContent = hint;
   }
+
+  // A player's name in a table cell: wrapped, two lines at most, the whole of it as the title.
+  const nameText = (name) => el('span', { class: 'name-text', title: name }, name);
 
   function renderPlayers() {
     const items = room.players.map((p) => {
@@ -641,7 +679,8 @@
         el('span', { class: 'player-main' },
           el('span', { class: 'player-name', title: p.name }, p.name),
           p.id === room.host ? el('span', { class: 'badge badge-host', title: 'host' }, 'host') : null,
-          p.id === MY_ID ? el('span', { class: 'badge badge-me' }, 'you') : null),
+          p.id === MY_ID ? el('span', { class: 'badge badge-me' }, 'you') : null,
+          p.connected ? null : el('span', { class: 'badge badge-away' }, 'away')),
         el('span', { class: 'player-score' }, String(p.score)),
       );
     });
@@ -676,6 +715,11 @@
     const result = room.result && room.result.round === q.round ? room.result : null;
     const open = roundOpenLocally(q) && !result;
     const locked = !open || Boolean(mine);
+    const entry = result ? (result.results || []).find((r) => r.player === MY_ID) : null;
+    // Sent before the deadline but received after the close: the result went out without it
+    // (and the answer_ack, if it came, said round_closed). Still the player's pick, not counted.
+    const late = Boolean(mine && mine.option != null && !(entry && entry.option != null)
+      && ((result && mine.state === 'pending') || (mine.state === 'refused' && mine.reason === 'round_closed')));
 
     ui.options.forEach((b, i) => {
       b.hidden = false;
@@ -683,8 +727,9 @@
       b.disabled = locked;
       b.classList.toggle('chosen', Boolean(mine && mine.option === i));
       b.classList.toggle('pending', Boolean(mine && mine.option === i && mine.state === 'pending'));
+      b.classList.toggle('late', Boolean(late && mine.option === i));
       b.classList.toggle('correct', Boolean(result && result.correct_option === i));
-      b.classList.toggle('wrong', Boolean(result && mine && mine.option === i && result.correct_option !== i));
+      b.classList.toggle('wrong', Boolean(result && !late && mine && mine.option === i && result.correct_option !== i));
       b.classList.toggle('dimmed', Boolean(result && result.correct_option !== i && !(mine && mine.option === i)));
       b.setAttribute('aria-pressed', String(Boolean(mine && mine.option === i)));
     });
@@ -692,9 +737,11 @@
     let message = '';
     let state = '';
     if (result) {
-      const entry = (result.results || []).find((r) => r.player === MY_ID);
       const letter = LETTERS[result.correct_option] || '?';
-      if (entry && entry.correct) {
+      if (late) {
+        message = `Too late: your answer (${LETTERS[mine.option]}) arrived after the round closed and did not count. The answer was ${letter}.`;
+        state = 'late';
+      } else if (entry && entry.correct) {
         message = `Correct! +${entry.points} points.`;
         state = 'correct';
       } else if (entry && entry.option != null) {
@@ -735,7 +782,7 @@
       const pick = r.option == null ? '—' : LETTERS[r.option] || String(r.option);
       const cls = r.option == null ? 'none' : r.correct ? 'correct' : 'wrong';
       return el('tr', { class: `result-row ${cls}${r.player === MY_ID ? ' me' : ''}`, dataset: { player: String(r.player) } },
-        el('td', null, playerName(r.player)),
+        el('td', { class: 'name' }, nameText(playerName(r.player))),
         el('td', { class: 'pick' }, pick),
         el('td', { class: 'num points' }, r.points > 0 ? `+${r.points}` : '0'),
         el('td', { class: 'num total' }, String(r.total)),
@@ -753,7 +800,7 @@
       el('h3', null, `Round ${result.round} result`),
       el('p', { class: 'correct-answer' }, 'Correct answer: ',
         el('strong', null, correctText != null ? `${letter}. ${correctText}` : letter)),
-      table,
+      el('div', { class: 'table-scroll' }, table),
       el('p', { class: 'muted small next-hint', id: 'next-hint' }),
     );
     ui.roundResult.hidden = false;
@@ -770,7 +817,7 @@
       dataset: { player: String(s.player), rank: String(s.rank) },
     },
     el('td', { class: 'rank' }, String(s.rank)),
-    el('td', { class: 'name' }, s.name || playerName(s.player)),
+    el('td', { class: 'name' }, nameText(s.name || playerName(s.player))),
     el('td', { class: 'num score' }, String(s.score)),
     el('td', { class: 'num correct' }, s.correct == null ? '—' : String(s.correct))));
     body.replaceChildren(...rows);
