@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from game import fanout, faults, presence, services, shutdown, store
+from game import fanout, faults, presence, services, shutdown, store, transport
 from game.engine import rules
 from game.telemetry import context, metrics, sentry, tracing
 from game.throttle import TokenBucket
@@ -135,9 +135,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.background: set[asyncio.Future[None]] = set()
         # Accept first so that a refusal can say why with a close code.
         await self.accept()
-        code = await self._handshake()
+        try:
+            code = await self._handshake()
+        except Exception:
+            code = await self._handshake_failed()
         if code is not None:
             await self.close(code)
+
+    async def _handshake_failed(self) -> int:
+        """The handshake raised (Redis or the channel layer failing under it): count it,
+        report it with the room and user, undo what it recorded, close with 1011."""
+        metrics.WS_CONNECTS.labels(outcome="error").inc()
+        with sentry.error_scope():
+            logger.exception("websocket handshake failed", extra={"event": "ws_connect_failed"})
+        # What disconnect() undoes for a connection that closes: the room's subscription,
+        # its place in the room and the player's connection count.
+        await self.disconnect(transport.CLOSE_INTERNAL_ERROR)
+        return transport.CLOSE_INTERNAL_ERROR
 
     async def _handshake(self) -> int | None:
         """Admit the connection (and send its `state`), or return the close code refusing it."""

@@ -107,12 +107,14 @@ async def closes_retry() -> int:
 
 async def _record(close: _Close, *, first: bool) -> bool:
     try:
-        if close.in_room:
-            await services.room_disconnect(code=close.code, user_id=close.user_id, conn=close.conn)
-            close.in_room = False
+        # The player's count first: it needs Redis only, and a close that fails in the
+        # room's broadcast below must not keep a slot of the player's connections for good.
         if close.counted:
             await store.user_conn_remove(close.user_id, close.conn)
             close.counted = False
+        if close.in_room:
+            await services.room_disconnect(code=close.code, user_id=close.user_id, conn=close.conn)
+            close.in_room = False
     except _UNAVAILABLE:
         if first:
             logger.warning(

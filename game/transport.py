@@ -5,8 +5,9 @@
   protocol's 64 KiB limit (`NUXTEST_WS_MAX_MESSAGE_BYTES`), which the consumer enforces
   with a `message_too_large` error and the connection left open; past the hard cap
   (`NUXTEST_WS_HARD_MAX_BYTES`, default 1 MiB) autobahn closes the connection with 1009.
-- Close codes 1012 ("service restart", graceful restarts: game/shutdown.py) and 1013 ("try
-  again later", the `handshake_refuse` fault flag) allowed.
+- Close codes 1011 ("internal error", a handshake that failed), 1012 ("service restart",
+  graceful restarts: game/shutdown.py) and 1013 ("try again later", the
+  `handshake_refuse` fault flag) allowed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from django.conf import settings
 
 from game.shutdown import CLOSE_SERVICE_RESTART
 
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 # IANA-registered codes a server sends that autobahn refuses from an application.
-_SERVER_CLOSE_CODES = {CLOSE_SERVICE_RESTART: b"service restart", CLOSE_TRY_AGAIN_LATER: b"try again later"}
+_SERVER_CLOSE_CODES = {
+    CLOSE_INTERNAL_ERROR: b"internal error",
+    CLOSE_SERVICE_RESTART: b"service restart",
+    CLOSE_TRY_AGAIN_LATER: b"try again later",
+}
 
 
 def daphne_tune() -> None:
@@ -36,10 +42,11 @@ def daphne_tune() -> None:
 
 
 def _allow_server_close_codes() -> None:
-    """Let Daphne's WebSocket library (autobahn) send close codes 1012 and 1013.
+    """Let Daphne's WebSocket library (autobahn) send close codes 1011, 1012 and 1013.
 
     autobahn accepts only 1000 and 3000-4999 from an application, stricter than RFC 6455's
-    IANA registry, where 1012 "Service Restart" is what a server going down for a restart
+    IANA registry, where 1011 "Internal Error" is what a server that failed a handshake
+    sends, 1012 "Service Restart" what a server going down for a restart
     sends and 1013 "Try Again Later" what an overloaded (or, here, drilled) one sends.
     autobahn's own lower-level sendCloseFrame does the sending.
     """

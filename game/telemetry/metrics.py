@@ -32,6 +32,7 @@ SENT_TYPES = (
 )
 CONNECT_OUTCOMES = (
     "accepted",
+    "error",
     "refused_unavailable",
     "refused_origin",
     "refused_auth",

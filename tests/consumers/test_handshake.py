@@ -11,7 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from game import services
+from game import faults, services, store
+from game.telemetry import metrics
 from tests.conftest import ORIGIN, bearer, recv, recv_until, send, ws_join, ws_open
 from tests.play import room_dict, room_new, users
 
@@ -262,3 +263,31 @@ async def test_a_bearer_token_is_accepted_with_or_without_a_local_origin(make_us
     assert [p["id"] for p in state_b["players"]] == [alice.pk, bob.pk]
     await a.disconnect()
     await b.disconnect()
+
+
+async def test_a_handshake_that_fails_closes_with_1011_is_counted_and_holds_no_slot(
+    settings, make_user, caplog
+):
+    # The channel layer failing under the handshake (its `player_joined` broadcast), as the
+    # channel_layer_fail fault flag makes it: a 1011 close, an error outcome and log line,
+    # and nothing left behind - the player's connections were counted until a restart.
+    settings.NUXTEST_WS_MAX_CONNECTIONS_PER_USER = 1
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await room_new(alice)
+    host, _ = await ws_join(code, alice)
+    errors = metrics.WS_CONNECTS.labels(outcome="error")
+    before = errors._value.get()
+    await faults.update({"channel_layer_fail": True})
+    try:
+        assert await refused_with(code, user=bob) == 1011
+    finally:
+        await faults.clear()
+    assert errors._value.get() == before + 1
+    failed = [r for r in caplog.records if getattr(r, "event", "") == "ws_connect_failed"]
+    assert [(r.room, r.user_id) for r in failed] == [(code, bob.pk)]
+    assert await store.client().zcard(store.key("userconns", bob.pk)) == 0
+    # One connection allowed: bob's slot was given back, and he is not left connected.
+    again, state = await ws_join(code, bob)
+    assert [(p["name"], p["connected"]) for p in state["players"]] == [("alice", True), ("bob", True)]
+    await again.disconnect()
+    await host.disconnect()
