@@ -59,6 +59,16 @@ def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     if isinstance(tags, dict):
         for key, value in _tags().items():
             tags.setdefault(key, value)
+    # Sentry's own trace context is the OpenTelemetry trace's: with Sentry's tracing off it
+    # held one made-up trace per process, which Sentry would link every error of it to.
+    pair = tracing.ids()
+    contexts = event.setdefault("contexts", {})
+    if pair and isinstance(contexts, dict):
+        trace = contexts.get("trace")
+        trace = dict(trace) if isinstance(trace, dict) else {}
+        trace.pop("parent_span_id", None)
+        trace.update(trace_id=pair[0], span_id=pair[1])
+        contexts["trace"] = trace
     scrubbed: dict[str, Any] = _scrub(event)
     return scrubbed
 

@@ -373,6 +373,8 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
         manage(live, "faults", "clear")
         event = wait_event(sentry_server, code, "1")
         assert event["tags"]["trace_id"] and event.get("environment") and event.get("release")
+        # Sentry's trace link leads to the same trace as the tag.
+        assert event["contexts"]["trace"]["trace_id"] == event["tags"]["trace_id"]
 
         # Task: the round-deadline task fails; the sweeper still closes the round (nothing lost).
         await player.close()
@@ -391,6 +393,7 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
         await player.next("question")
         task_event = wait_event(sentry_server, timed, "1", timeout=20)
         assert task_event.get("server_name") == "worker" and task_event["tags"]["trace_id"]
+        assert task_event["contexts"]["trace"]["trace_id"] == task_event["tags"]["trace_id"]
         assert "FaultInjected" in json.dumps(task_event)
         result = await player.next("round_result", timeout=20)  # closed by the sweeper, late
         assert result["round"] == 1
