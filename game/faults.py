@@ -1,8 +1,8 @@
 """Fault flags for closing the loop: operators switch them at run time to prove the alerts.
 
 Stored in Redis (every process sees them), read through a one-second per-process cache
-so the hot path pays nothing. Off by default; players cannot reach them (the operator API
-needs a staff account; `manage.py faults` needs the server).
+so the hot path pays nothing. Off by default; players cannot reach them (`manage.py
+faults` needs the server and its settings).
 
     answer_delay_ms          slow every answer's handling by this much (0-10000)
     round_close_fail         the round-deadline task fails instead of closing the round
