@@ -78,7 +78,8 @@ def parse(values: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _decode(raw: dict[str, str]) -> Faults:
+def decode(raw: dict[str, str]) -> Faults:
+    """The flags from their stored strings."""
     values: dict[str, Any] = {}
     for name in NAMES:
         if name not in raw:
@@ -100,7 +101,7 @@ async def current() -> Faults:
         return _cached
     _cached_prefix = settings.NUXTEST_REDIS_PREFIX
     try:
-        _cached = _decode(await store.faults_get())
+        _cached = decode(await store.faults_get())
     except Exception:
         # A Redis hiccup must not turn into a fault of its own: keep the last known flags.
         logger.warning("fault flags unreadable", exc_info=True, extra={"event": "faults_unreadable"})
@@ -125,6 +126,6 @@ async def clear() -> Faults:
 
 def _refresh(raw: dict[str, str]) -> Faults:
     global _cached, _cached_until
-    _cached, _cached_until = _decode(raw), 0.0
+    _cached, _cached_until = decode(raw), 0.0
     logger.warning("fault flags now %s", _cached.as_dict(), extra={"event": "faults_changed"})
     return _cached

@@ -450,6 +450,12 @@ async def faults_get() -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def faults_census() -> dict[str, str]:
+    """The fault flags that are set, as stored strings (blocking: the metrics scrape)."""
+    raw: dict[bytes, bytes] = sync_client().hgetall(key("faults"))  # type: ignore[assignment]
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
 async def faults_set(values: dict[str, str]) -> None:
     """Set some fault flags (others keep their value)."""
     if values:

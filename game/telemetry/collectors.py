@@ -15,7 +15,7 @@ from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from game import store
+from game import faults, store
 from game.engine.model import ABANDONED, FINISHED, LOBBY, PLAYING
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ ROOM_STATUSES = (LOBBY, PLAYING, FINISHED, ABANDONED)
 
 class RedisStateCollector(Collector):
     """nuxtest_rooms, nuxtest_players_online, nuxtest_celery_queue_length,
-    nuxtest_celery_workers_online, nuxtest_timers_overdue, nuxtest_timers_overdue_seconds."""
+    nuxtest_celery_workers_online, nuxtest_timers_overdue, nuxtest_timers_overdue_seconds,
+    nuxtest_fault_flag_on."""
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Declared without reading Redis, so registering the collector costs nothing.
@@ -38,13 +39,14 @@ class RedisStateCollector(Collector):
             now = time.time()
             workers = store.workers_online(now=now)
             overdue, oldest_ms = store.timers_overdue(now_ms=int(now * 1000))
+            flags = faults.decode(store.faults_census()).as_dict()
         except Exception:
             # A scrape without these gauges (and the Redis-down alert) says more than an error page.
             logger.warning(
                 "metrics: redis unreachable", exc_info=True, extra={"event": "metrics_redis_error"}
             )
             return
-        rooms, players, queue_length, workers_online, timers, timers_late = self._families()
+        rooms, players, queue_length, workers_online, timers, timers_late, faults_on = self._families()
         for status in ROOM_STATUSES:
             rooms.add_metric([status], by_status.get(status, 0))
         players.add_metric([], online)
@@ -52,7 +54,9 @@ class RedisStateCollector(Collector):
         workers_online.add_metric([], workers)
         timers.add_metric([], overdue)
         timers_late.add_metric([], max(0.0, now - oldest_ms / 1000) if overdue else 0.0)
-        yield from (rooms, players, queue_length, workers_online, timers, timers_late)
+        for flag, value in flags.items():
+            faults_on.add_metric([flag], 1 if value else 0)
+        yield from (rooms, players, queue_length, workers_online, timers, timers_late, faults_on)
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -79,5 +83,10 @@ class RedisStateCollector(Collector):
             GaugeMetricFamily(
                 "nuxtest_timers_overdue_seconds",
                 "How long the oldest overdue game timer has been due; 0 when none is (read at scrape time).",
+            ),
+            GaugeMetricFamily(
+                "nuxtest_fault_flag_on",
+                "1 while an operator's fault flag is on (manage.py faults; read at scrape time).",
+                labels=["flag"],
             ),
         )

@@ -458,6 +458,12 @@ UP_DOWN = [
         "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}},
     }
 ]
+OFF_ON = [
+    {
+        "type": "value",
+        "options": {"0": {"text": "off", "color": "green"}, "1": {"text": "ON", "color": "red"}},
+    }
+]
 LAG_THRESHOLDS: list[tuple[float | None, str]] = [(None, "green"), (0.25, "orange"), (1, "red")]
 
 
@@ -654,7 +660,18 @@ def overview() -> Json:
             mappings=UP_DOWN,
             thresholds=[(None, "red"), (1, "green")],
         ),
-        w=12,
+        w=8,
+        h=6,
+    )
+    b.add(
+        stat(
+            "Fault flags",
+            prom(f"max by (flag) ({sel('nuxtest_fault_flag_on', instance=False)})", "{{flag}}"),
+            mappings=OFF_ON,
+            thresholds=[(None, "green"), (1, "red")],
+            description="Operators' drill flags (manage.py faults): any ON degrades the game on purpose.",
+        ),
+        w=8,
         h=6,
     )
     b.add(
@@ -670,7 +687,7 @@ def overview() -> Json:
             "slos",
             "logs",
         ),
-        w=12,
+        w=8,
         h=6,
     )
     return b.build()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import redis
 from django.core.management import call_command
 
-from game import store
+from game import faults, store
 from game.aio import run_sync
 from nuxtest import embedded
 
@@ -87,6 +88,22 @@ def test_fault_flags_set_where_no_game_runs_say_so_and_are_kept():
     out = io.StringIO()
     call_command("faults", "clear", stdout=out, stderr=err)
     assert err.getvalue() == "" and '"answer_delay_ms": 0' in out.getvalue()
+
+
+def test_the_metrics_show_which_fault_flags_are_on(client):
+    def flags() -> dict[str, float]:
+        body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+        found = re.findall(r'^nuxtest_fault_flag_on\{flag="(\w+)"\} (\S+)$', body, re.MULTILINE)
+        return {flag: float(value) for flag, value in found}
+
+    off = dict.fromkeys(faults.NAMES, 0.0)
+    assert flags() == off
+    call_command("faults", "set", "answer_delay_ms=300", "handshake_refuse=true", stdout=io.StringIO())
+    try:
+        assert flags() == {**off, "answer_delay_ms": 1.0, "handshake_refuse": 1.0}
+    finally:
+        call_command("faults", "clear", stdout=io.StringIO())
+    assert flags() == off
 
 
 def test_a_second_runner_leaves_the_first_ones_address_alone(tmp_path, monkeypatch, runner):
