@@ -273,7 +273,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
         kind = "invalid"
         outcome = "ok"
-        round_hint: Any = None
+        round_hint: int | None = None
         with tracing.span("ws.invalid", {"nuxtest.room": self.code, "enduser.id": self.user_id}) as span:
             try:
                 if not self.bucket.take(time.monotonic()) or not await self._user_rate_take():
@@ -292,20 +292,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     )
                 frame = self._parse(raw)
                 round_hint = frame.get("round")
+                if not isinstance(round_hint, int) or isinstance(round_hint, bool):
+                    round_hint = None
                 if frame["type"] in _RECEIVED:
                     kind = frame["type"]
                     if span is not None:
                         span.update_name(f"ws.{kind}")
+                        if round_hint is not None:
+                            span.set_attribute("nuxtest.round", round_hint)
                 outcome = await self._handle(frame)
             except FrameError as exc:
                 outcome = "refused"
                 await self._send({"type": "error", "code": exc.code, "message": exc.message})
             except Exception:
                 outcome = "server_error"
-                hint = (
-                    round_hint if isinstance(round_hint, int) and not isinstance(round_hint, bool) else None
-                )
-                with context.bound(round=hint), sentry.error_scope():
+                with context.bound(round=round_hint), sentry.error_scope():
                     logger.exception(
                         "frame handling failed", extra={"event": "ws_frame_failed", "frame_type": kind}
                     )

@@ -129,10 +129,7 @@ async def _send_all(code: str, events: list[dict[str, Any]]) -> None:
     group = room_group(code)
     fault = await faults.current()
     for event in events:
-        with tracing.span(
-            "group_send",
-            {"nuxtest.room": code, "nuxtest.event": event["type"], "nuxtest.seq": event.get("seq", 0)},
-        ):
+        with tracing.span("group_send", tracing.broadcast_attributes(code, event)):
             message: dict[str, Any] = {"type": "room.event", "room": code, "frame": event}
             headers = tracing.carrier()
             if headers:

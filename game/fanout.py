@@ -134,7 +134,9 @@ class Hub:
     async def deliver(self, message: dict[str, Any]) -> None:
         """Hand one broadcast to every connection of its room in this process, in join order."""
         code = message.get("room")
-        members = list(self.rooms.get(code, ())) if isinstance(code, str) else []
+        if not isinstance(code, str):
+            return
+        members = list(self.rooms.get(code, ()))
         if not members:
             return  # the last connection left while it was on its way
         frame = message["frame"]
@@ -143,9 +145,7 @@ class Hub:
             tracing.span(
                 "ws.broadcast",
                 {
-                    "nuxtest.room": code,
-                    "nuxtest.event": frame.get("type", ""),
-                    "nuxtest.seq": frame.get("seq", 0),
+                    **tracing.broadcast_attributes(code, frame),
                     "nuxtest.connections": len(members),
                     # The players it reaches (enduser.id names one user; a broadcast has many).
                     "nuxtest.players": sorted({m.user_id for m in members}),

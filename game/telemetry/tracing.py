@@ -171,6 +171,20 @@ def span(
     return tracer.start_as_current_span(name, attributes=attributes, **kwargs)
 
 
+def broadcast_attributes(code: str, frame: Mapping[str, Any]) -> dict[str, Any]:
+    """A room broadcast's span attributes: its room, its frame's type and seq, and the round
+    the frame belongs to where it names one."""
+    attributes = {
+        "nuxtest.room": code,
+        "nuxtest.event": frame.get("type", ""),
+        "nuxtest.seq": frame.get("seq", 0),
+    }
+    number = frame.get("round")
+    if isinstance(number, int) and not isinstance(number, bool):
+        attributes["nuxtest.round"] = number
+    return attributes
+
+
 def quiet() -> AbstractContextManager[Any]:
     """A with-block whose library calls make no spans (the enclosing span stands for them)."""
     if not _enabled:

@@ -340,6 +340,18 @@ async def test_one_trace_holds_the_frame_the_timer_task_the_round_close_and_the_
     reached = {player for s in deliveries for player in s["attributes"]["nuxtest.players"]}
     assert reached >= {p.user_id for p in game.players}, deliveries
     assert sum(s["attributes"]["nuxtest.connections"] for s in deliveries) >= len(game.players)
+    # Broadcasts and frames name their round (OBSERVABILITY.md's nuxtest.round). The trace
+    # began at the answer that closed round 1 and opened round 2: both results are in it.
+    results = [
+        s for s in trace if s["name"] == "group_send" and s["attributes"]["nuxtest.event"] == "round_result"
+    ]
+    assert sorted(s["attributes"].get("nuxtest.round") for s in results) == [1, 2], results
+    assert {s["attributes"].get("nuxtest.round") for s in deliveries} == {1, 2}, deliveries
+    answered = [
+        s for s in spans if s["name"] == "ws.answer" and s["attributes"].get("nuxtest.room") == game.code
+    ]
+    # Alice's and Bob's to round 1, Alice's to round 2 (exported before that round's result).
+    assert sorted(s["attributes"].get("nuxtest.round") for s in answered) == [1, 1, 2], answered
     # Spans come from both processes kinds overall, and one per message handled.
     assert any(s["name"] == "ws.answer" and s["attributes"].get("nuxtest.room") == game.code for s in spans)
     # A group_send's own Redis commands make no spans: its children are the deliveries ...
