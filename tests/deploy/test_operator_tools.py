@@ -127,9 +127,9 @@ import os, signal, sys, time
 import redis
 client = redis.Redis.from_url(os.environ["REDIS_URL"])
 client.ping()
-print("ready", os.environ["REDIS_URL"], flush=True)
 got = []
-signal.signal(signal.SIGINT, lambda *_: got.append(1))
+signal.signal(signal.SIGINT, lambda *_: got.append(1))  # before "ready": the test's Ctrl-C follows it
+print("ready", os.environ["REDIS_URL"], flush=True)
 while not got:
     time.sleep(0.05)
 time.sleep(0.3)
