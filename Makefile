@@ -102,7 +102,7 @@ bench: $(BIN)/.loadtest-installed
 # The app stack (docker-compose.yml): nginx, web1 + web2, worker, beat, flower, redis,
 # postgres, and a one-shot migrate. `.env` is written once with fresh secrets when missing;
 # a self-signed certificate for localhost is made when deploy/nginx/certs has none.
-.PHONY: up down
+.PHONY: up down deploy
 COMPOSE ?= docker compose -f docker-compose.yml
 CERTS := deploy/nginx/certs
 
@@ -125,3 +125,17 @@ up: .env $(CERTS)/fullchain.pem
 
 down:
 	$(COMPOSE) down
+
+# A new release without downtime (README, "Deploy"): build, migrate while the old release
+# runs, then one web instance at a time: its SIGTERM drains it (close 1012; players reconnect
+# through nginx to the other and resume from `state`) and compose waits until the new one is
+# healthy before the next. Then the workers (a warm shutdown: running tasks finish; timers
+# wait in Redis for the new workers' pumps), beat and Flower; nginx reloads its config
+# gracefully (open connections stay on its old workers).
+deploy: .env $(CERTS)/fullchain.pem
+	$(COMPOSE) build
+	$(COMPOSE) run --rm migrate
+	$(COMPOSE) up -d --no-deps --wait web1
+	$(COMPOSE) up -d --no-deps --wait web2
+	$(COMPOSE) up -d --no-deps --wait worker beat flower
+	$(COMPOSE) exec -T nginx nginx -s reload

@@ -257,3 +257,52 @@ def test_make_up_and_down_drive_the_app_stack():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"(?m)^up:", makefile) and re.search(r"(?m)^down:", makefile)
     assert "docker-compose.yml" in makefile
+
+
+def make_recipe(target: str) -> list[str]:
+    """The command lines of a Makefile target, in order."""
+    makefile = (ROOT / "Makefile").read_text()
+    found = re.search(rf"(?ms)^{target}:[^\n]*\n((?:\t[^\n]*\n)+)", makefile)
+    assert found, f"no `{target}` target"
+    return [line.strip() for line in found.group(1).splitlines()]
+
+
+def test_make_deploy_migrates_first_then_replaces_one_web_instance_at_a_time():
+    recipe = make_recipe("deploy")
+    webs = sorted(
+        name for name, s in services().items() if "daphne" in " ".join(map(str, s.get("command", [])))
+    )
+    assert webs == ["web1", "web2"], webs
+    ups = [line for line in recipe if " up " in f" {line} "]
+    named = [[w for w in line.split() if w in services()] for line in ups]
+    # Each web instance replaced on its own, waited on until healthy, before the next one:
+    # two at once would leave nginx no instance to send the drained players to.
+    web_steps = [names for names in named if set(names) & set(webs)]
+    assert web_steps == [[w] for w in webs], web_steps
+    for line in ups:
+        assert "--no-deps" in line and "--wait" in line, line
+    build = next(i for i, line in enumerate(recipe) if " build" in line)
+    migrate = next(i for i, line in enumerate(recipe) if "run --rm migrate" in line)
+    first_web = next(i for i, line in enumerate(recipe) if "web1" in line.split())
+    assert build < migrate < first_web
+    # Everything else of ours is replaced too, after the web instances; nginx only reloads.
+    rest = {name for names in named for name in names} - set(webs)
+    assert rest == {name for name, s in services().items() if ours(s)} - set(webs) - {"migrate"}, rest
+    assert recipe[-1].endswith("exec -T nginx nginx -s reload")
+
+
+def test_nginx_finds_a_replaced_web_instance_at_its_new_address():
+    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    assert re.search(r"(?m)^\s*resolver 127\.0\.0\.11\b", conf), "Docker's DNS"
+    upstream = conf[conf.index("upstream nuxtest_web") :]
+    upstream = upstream[: upstream.index("}")]
+    assert re.search(r"(?m)^\s*zone \S+ \d+k;", upstream), "`resolve` needs a shared-memory zone"
+    servers = re.findall(r"(?m)^\s*server (\S+) ([^;]*);", upstream)
+    assert [s for s, _ in servers] == ["web1:8000", "web2:8000"]
+    assert all("resolve" in params.split() for _, params in servers), servers
+    # `resolve` in an upstream is open source since nginx 1.27.3.
+    image = services()["nginx"]["image"]
+    tag = re.fullmatch(r"nginx:(\d+)\.(\d+)(?:\.(\d+))?-alpine", image)
+    assert tag, image
+    version = tuple(int(n) for n in tag.groups("99"))  # a minor line alone: its newest patch
+    assert version >= (1, 27, 3), image
