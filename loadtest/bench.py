@@ -60,6 +60,9 @@ ANSWER = '{"type":"answer","round":1,"option":2}'
 TELEMETRY_WITHOUT_REDIS = "telemetry on without Redis"
 # A player that hears nothing for this long gives up on its room (counted as a stall).
 STALL_SECONDS = 5.0
+# --bound's variants (loadtest/bound/sitecustomize.py): what the answer path could reach.
+BOUND_ROOMS = "bound: rooms in the process"
+BOUND_ROOMS_AND_LAYER = "bound: rooms in the process, in-memory channel layer"
 # The game's per-connection flood limit (10 frames/s) would refuse a bench player that
 # answers every 20 ms; the bench measures throughput, so the game servers get a high limit.
 GAME_ENV = {
@@ -176,7 +179,8 @@ class GameCounters:
     acks: int = 0
     frames: int = 0
     lost: int = 0
-    games: int = 0
+    games: int = 0  # ended inside the window
+    ended: int = 0  # ended at all (the answers-only figure wants none before the window is over)
     refused: int = 0
     errors: int = 0
     stalls: int = 0
@@ -226,41 +230,71 @@ async def _player(
         elif kind == "error":
             counters.errors += 1
         elif kind == "game_over":
+            counters.ended += 1
             if window.open():
                 counters.games += 1
             return
 
 
-async def _room_loop(
-    base: str, tokens: list[str], window: Window, counters: GameCounters, think: float = 0.0
-) -> None:
-    """Play 20-round games in rooms of len(tokens) until the window is over."""
+async def _room_open(
+    base: str, tokens: list[str]
+) -> tuple[str, list[ClientConnection], list[dict[str, Any]]]:
+    """A new 20-round room of len(tokens) (reveal 0), every player connected: its code, the
+    sockets and `state` frames (every player a member before the host starts)."""
     ws_base = base.replace("http://", "ws://")
-    while not window.over():
-        r = await asyncio.to_thread(
-            requests.post,
-            f"{base}/api/rooms/",
-            json={"rounds": 20, "answer_seconds": 60, "reveal_seconds": 0, "max_players": len(tokens)},
-            headers={"Authorization": f"Bearer {tokens[0]}"},
-            timeout=30,
-        )
-        r.raise_for_status()
-        code = r.json()["code"]
-        socks = []
-        try:
-            for token in tokens:
-                socks.append(
-                    await connect(
-                        f"{ws_base}/ws/rooms/{code}/",
-                        additional_headers={"Authorization": f"Bearer {token}"},
-                        max_queue=None,
-                        compression=None,
-                        open_timeout=30,
-                    )
+    r = await asyncio.to_thread(
+        requests.post,
+        f"{base}/api/rooms/",
+        json={"rounds": 20, "answer_seconds": 60, "reveal_seconds": 0, "max_players": len(tokens)},
+        headers={"Authorization": f"Bearer {tokens[0]}"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    code = r.json()["code"]
+    socks: list[ClientConnection] = []
+    try:
+        for token in tokens:
+            socks.append(
+                await connect(
+                    f"{ws_base}/ws/rooms/{code}/",
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    max_queue=None,
+                    compression=None,
+                    open_timeout=30,
                 )
-            # Every player has its `state` (is a member) before the host starts.
-            states = [json.loads(await ws.recv()) for ws in socks]
-            assert all(s["type"] == "state" for s in states), states
+            )
+        states = [json.loads(await ws.recv()) for ws in socks]
+    except BaseException:
+        for ws in socks:
+            await ws.close()
+        raise
+    assert all(s["type"] == "state" for s in states), states
+    return code, socks, states
+
+
+async def _rooms_drop(codes: list[str]) -> None:
+    """Take a figure's rooms out of Redis once it is measured: the ones still under way would
+    otherwise be swept every second by the worker and have their rounds closed by its timers
+    a minute later, on the client's core, during the figures that follow."""
+    from game import store
+
+    client = store.client()
+    try:
+        for code in codes:
+            await client.delete(store.key("room", code))
+            await store.room_forget(code)
+    finally:
+        await client.aclose()
+
+
+async def _room_loop(
+    base: str, tokens: list[str], window: Window, counters: GameCounters, codes: list[str], think: float = 0.0
+) -> None:
+    """Play 20-round games in rooms of len(tokens) until the window is over (their codes in `codes`)."""
+    while not window.over():
+        code, socks, states = await _room_open(base, tokens)
+        codes.append(code)
+        try:
             await asyncio.gather(
                 *(
                     _player(ws, st, window, counters, host=i == 0, think=think)
@@ -298,9 +332,19 @@ async def game(
     tokens = await asyncio.to_thread(make_tokens, rooms * 4)
     window = Window(warmup, duration)
     counters = GameCounters()
-    loops = [_room_loop(base, tokens[i * 4 : i * 4 + 4], window, counters, think) for i in range(rooms)]
+    codes: list[str] = []
+    loops = [
+        _room_loop(base, tokens[i * 4 : i * 4 + 4], window, counters, codes, think) for i in range(rooms)
+    ]
     helpers: dict[str, Any] = {}
     cpu = await _measure(pid, window, asyncio.gather(*loops), helpers)
+    await _rooms_drop(codes)
+    return _game_figure(name, counters, duration, cpu, helpers)
+
+
+def _game_figure(
+    name: str, counters: GameCounters, duration: float, cpu: float, extra: dict[str, Any]
+) -> Figure:
     return Figure(
         name,
         counters.acks / duration,
@@ -314,9 +358,49 @@ async def game(
             "refused": counters.refused,
             "errors": counters.errors,
             "stalls": counters.stalls,
-            **helpers,
+            **extra,
         },
     )
+
+
+async def game_answers(base: str, pid: int, name: str, rooms: int, warmup: float, duration: float) -> Figure:
+    """Answer throughput with no room set up or ended in the window: `rooms` rooms of 4 are
+    created and joined first, started together, and measured while every game is under way.
+
+    `game` above plays game after game, so its window also holds what a game costs besides
+    its answers (the room's HTTP creation, four handshakes, the results written, four
+    closes: a third of the web process's CPU in a py-spy profile); the echo it is compared
+    with opens its connections once. `games` in the figure counts games that ended inside
+    the window, which should be none (more rooms, or a shorter window, if not).
+    """
+    tokens = await asyncio.to_thread(make_tokens, rooms * 4)
+    opening = asyncio.Semaphore(16)
+
+    async def room(i: int) -> tuple[str, list[ClientConnection], list[dict[str, Any]]]:
+        async with opening:
+            return await _room_open(base, tokens[i * 4 : i * 4 + 4])
+
+    opened = await asyncio.gather(*(room(i) for i in range(rooms)))
+    window = Window(warmup, duration)
+    counters = GameCounters()
+    players = [
+        _player(ws, st, window, counters, host=j == 0)
+        for _, socks, states in opened
+        for j, (ws, st) in enumerate(zip(socks, states, strict=False))
+    ]
+    helpers: dict[str, Any] = {}
+    try:
+        cpu = await _measure(pid, window, asyncio.gather(*players), helpers)
+    finally:
+        await asyncio.gather(*(ws.close() for _, socks, _ in opened for ws in socks))
+        await _rooms_drop([code for code, _, _ in opened])
+    if counters.ended:
+        print(
+            f"  ! {name}: {counters.ended // 4} of {rooms} games ended before the window did"
+            " (raise --answer-rooms)",
+            flush=True,
+        )
+    return _game_figure(name, counters, duration, cpu, {"rooms": rooms, **helpers})
 
 
 # --- 3. room broadcast ---------------------------------------------------------------------
@@ -468,6 +552,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", type=int, default=64, help="echo connections")
     parser.add_argument("--rooms", type=int, default=32, help="game rooms of 4 players")
     parser.add_argument("--broadcast-rooms", type=int, default=32, help="broadcast rooms of 4")
+    parser.add_argument(
+        "--answer-rooms",
+        type=int,
+        default=96,
+        help="rooms of 4 of the answers-only game figure, all under way in its window (0: skip it)",
+    )
+    parser.add_argument(
+        "--answer-duration", type=float, default=4.0, help="seconds measured of the answers-only figure"
+    )
     parser.add_argument("--servers", default="daphne,uvicorn", help="web servers to compare")
     parser.add_argument("--layers", default="core,pubsub", help="channel layers to compare")
     parser.add_argument(
@@ -483,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-players", type=int, default=2000, help="idle players for the memory figure (0: skip)"
     )
     parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry on/off comparison")
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also the game with rooms owned by the web process (loadtest/bound/): an upper bound",
+    )
     parser.add_argument(
         "--paced-think",
         type=float,
@@ -532,8 +630,24 @@ def main(argv: list[str] | None = None) -> int:
             sink = sink or TelemetrySink()
             pairs = pairs.replace("{sink}", sink.url).replace("{sink_dsn}", sink.dsn)
         variants.append((name, _parse_env(pairs)))
+    if args.bound:
+        bound = {"NUXTEST_BOUND_ROOMS": "1", "PYTHONPATH": str(ROOT / "loadtest" / "bound")}
+        variants += [
+            (BOUND_ROOMS, bound),
+            (
+                BOUND_ROOMS_AND_LAYER,
+                {
+                    **bound,
+                    "CHANNEL_LAYER_BACKEND": "channels.layers.InMemoryChannelLayer",
+                    "CHANNEL_LAYER_CAPACITY": "100000",
+                },
+            ),
+        ]
     servers = [s for s in args.servers.split(",") if s]
     layers = [layer for layer in args.layers.split(",") if layer]
+
+    def answers_only(url: str, pid: int, name: str) -> Any:
+        return game_answers(url, pid, name, args.answer_rooms, min(args.warmup, 1.0), args.answer_duration)
 
     logs = ROOT / "loadtest" / "reports" / "bench-logs"
     print("starting Redis, database, worker …", flush=True)
@@ -587,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 stack.stop("game")
+                if args.answer_rooms:
+                    url = stack.start_web("game", server=server, cpu=server_cpu, env=GAME_ENV)
+                    run(answers_only(url, stack.procs["game"].pid, f"game answers {server}"))
+                    stack.stop("game")
             for layer in layers:
                 env = {"CHANNEL_LAYER_BACKEND": LAYERS[layer]}
                 url = stack.start_web("bcast", app="loadtest.echo_asgi:application", cpu=server_cpu, env=env)
@@ -627,6 +745,10 @@ def main(argv: list[str] | None = None) -> int:
                         args.duration,
                     )
                 )
+                if args.answer_rooms and (name, env) not in telemetry_variants:
+                    stack.stop("game")  # a fresh process, as for the plain answers-only figure
+                    url = stack.start_web("game", cpu=server_cpu, env={**GAME_ENV, **env})
+                    run(answers_only(url, stack.procs["game"].pid, f"game answers daphne [{name}]"))
                 if name in args.paced.split(",") and args.paced_think:
                     # The same server again below saturation: the latency the telemetry adds.
                     run(
@@ -818,9 +940,21 @@ def render(
         ("game daphne pubsub", "game daphne", "game answers, pub/sub / core layer"),
         ("game uvicorn", "game daphne", "game answers, uvicorn / Daphne"),
     ]
+    for server in args.servers.split(","):
+        pairs.append(
+            (
+                f"game answers {server}",
+                f"echo {server}",
+                f"game / echo on {server}, answers only (no room set up or ended in the window)",
+            )
+        )
     pairs += [
         (name, "game daphne", f"{name} / game daphne") for name in figures if name.startswith("game daphne [")
     ]
+    for name in figures:
+        if name.startswith("game answers daphne ["):
+            pairs.append((name, "echo daphne", f"{name} / echo daphne"))
+            pairs.append((name, "game answers daphne", f"{name} / game answers daphne"))
     pairs.append(
         ("game daphne [telemetry on]", "game daphne [telemetry off]", "telemetry on / off (target ≥ 0.90)")
     )
