@@ -8,7 +8,8 @@ core to itself. Measures:
 
 1. bare Channels echo (stock consumer, and without Channels' per-frame DB thread trip);
 2. game answers: rooms of 4 answering every question at once, reveal 0 — acks/s and
-   answer→ack latency; ratio game / stock echo (target ≥ 0.5);
+   answer→ack latency; ratio game / stock echo (target ≥ 0.5); then answers only
+   (`--answer-rooms` rooms set up before the window, none set up or ended in it);
 3. room broadcast (1 in, 4 out) over RedisChannelLayer and RedisPubSubChannelLayer, and
    the game itself over each layer (lost frames = seq gaps);
 4. telemetry cost: the game again with telemetry fully off (no exporter, OTEL_SDK_DISABLED,
@@ -20,7 +21,9 @@ core to itself. Measures:
    the Redis instrumentations (no span and no Sentry breadcrumb per Redis command: the
    operator's switches for the costliest part). `--no-telemetry` skips it;
 5. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
-   those variables in the server's environment.
+   those variables in the server's environment (and its answers-only figure); `--bound`
+   adds two: the game with its rooms owned by the web process, without and with the
+   in-memory channel layer (loadtest/bound/sitecustomize.py: an upper bound, not a design).
 
 Every figure is taken `--repeat` times, interleaved, and the median is reported (the
 machine is shared; see docs/performance.md). Writes the table into docs/performance.md
