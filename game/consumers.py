@@ -298,8 +298,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     kind = frame["type"]
                     if span is not None:
                         span.update_name(f"ws.{kind}")
-                        if round_hint is not None:
-                            span.set_attribute("nuxtest.round", round_hint)
+                        if (number := tracing.round_attribute(round_hint)) is not None:
+                            span.set_attribute("nuxtest.round", number)
                 outcome = await self._handle(frame)
             except FrameError as exc:
                 outcome = "refused"

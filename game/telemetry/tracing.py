@@ -171,6 +171,19 @@ def span(
     return tracer.start_as_current_span(name, attributes=attributes, **kwargs)
 
 
+# OTLP carries integer attributes as int64: a larger one fails the encoding of the whole
+# batch it is in, and so loses every other span of that batch.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def round_attribute(value: Any) -> int | None:
+    """`value` as a `nuxtest.round` span attribute: an integer OTLP can carry, else None (a
+    client may name any round up to 2**64 - 1, and is answered wrong_round)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
+
+
 def broadcast_attributes(code: str, frame: Mapping[str, Any]) -> dict[str, Any]:
     """A room broadcast's span attributes: its room, its frame's type and seq, and the round
     the frame belongs to where it names one."""
@@ -179,8 +192,8 @@ def broadcast_attributes(code: str, frame: Mapping[str, Any]) -> dict[str, Any]:
         "nuxtest.event": frame.get("type", ""),
         "nuxtest.seq": frame.get("seq", 0),
     }
-    number = frame.get("round")
-    if isinstance(number, int) and not isinstance(number, bool):
+    number = round_attribute(frame.get("round"))
+    if number is not None:
         attributes["nuxtest.round"] = number
     return attributes
 

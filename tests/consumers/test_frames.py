@@ -342,3 +342,31 @@ async def test_integers_too_large_to_echo_get_invalid_field_and_the_largest_that
         "reason": "wrong_round",
     }
     await ping_pong(playing.a, -(2**63))
+
+
+async def test_a_round_too_large_for_otlp_stays_off_the_frame_span_and_every_attribute_encodes(
+    playing, monkeypatch
+):
+    # OTLP carries integers as int64; an answer may name a round up to 2**64 - 1 (answered
+    # wrong_round, above). On the span, such a round would fail the encoding of its whole
+    # export batch, losing the other players' spans with it.
+    from opentelemetry.exporter.otlp.proto.common._internal import _encode_attributes
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from game.telemetry import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_enabled", True)
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
+    for number in (2**64 - 1, 2**63 - 1, playing.round):
+        await send(playing.a, {"type": "answer", "round": number, "option": 1})
+        assert (await recv_until(playing.a, "answer_ack"))["round"] == number
+    answers = [s for s in exporter.get_finished_spans() if s.name == "ws.answer"]
+    assert [s.attributes.get("nuxtest.round") for s in answers] == [None, 2**63 - 1, playing.round]
+    for span in exporter.get_finished_spans():
+        _encode_attributes(span.attributes)  # raises for a value OTLP cannot carry
+    assert tracing.round_attribute(True) is None and tracing.round_attribute(-(2**63) - 1) is None
