@@ -289,6 +289,13 @@ async def room_forget(code: str) -> None:
         await pipe.execute()
 
 
+async def room_drop(code: str) -> None:
+    """Delete a room and stop looking after it (the bench's rooms, once measured: a room
+    under way would otherwise be swept, and its timers would close its rounds)."""
+    await client().delete(key("room", code))
+    await room_forget(code)
+
+
 async def quick_open(code: str, created_at: int) -> None:
     """List a quick-match room as open for matchmaking."""
     await client().zadd(key("quick", "open"), {code: created_at})

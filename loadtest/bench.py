@@ -281,13 +281,11 @@ async def _rooms_drop(codes: list[str]) -> None:
     a minute later, on the client's core, during the figures that follow."""
     from game import store
 
-    client = store.client()
     try:
         for code in codes:
-            await client.delete(store.key("room", code))
-            await store.room_forget(code)
+            await store.room_drop(code)
     finally:
-        await client.aclose()
+        await store.client().aclose()
 
 
 async def _room_loop(
@@ -373,8 +371,8 @@ async def game_answers(base: str, pid: int, name: str, rooms: int, warmup: float
     `game` above plays game after game, so its window also holds what a game costs besides
     its answers (the room's HTTP creation, four handshakes, the results written, four
     closes: a third of the web process's CPU in a py-spy profile); the echo it is compared
-    with opens its connections once. `games` in the figure counts games that ended inside
-    the window, which should be none (more rooms, or a shorter window, if not).
+    with opens its connections once. A game that ends before the window does is flagged
+    (more rooms, or a shorter window, then).
     """
     tokens = await asyncio.to_thread(make_tokens, rooms * 4)
     opening = asyncio.Semaphore(16)

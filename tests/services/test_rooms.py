@@ -44,6 +44,16 @@ async def test_a_new_room_is_stored_in_its_lobby_with_the_default_settings_and_n
     assert room.code in await store.rooms_active()
 
 
+async def test_a_dropped_room_is_gone_and_no_longer_swept(make_user):
+    (alice,) = await users(make_user, "alice")
+    kept = await services.room_create(host_id=alice.pk, settings_raw={})
+    dropped = await services.room_create(host_id=alice.pk, settings_raw={})
+    await store.room_drop(dropped.code)
+    assert not await store.room_exists(dropped.code)
+    assert await store.room_exists(kept.code)
+    assert await store.rooms_active() == [kept.code]
+
+
 async def test_settings_at_the_ends_of_their_ranges_are_kept_as_given(make_user):
     (alice,) = await users(make_user, "alice")
     low: dict[str, Any] = {
