@@ -234,6 +234,17 @@ def timers_of(armed: list[Timer], task: str) -> list[Timer]:
     return [t for t in armed if t[0] == task]
 
 
+async def timers_armed(armed: list[Timer], task: str, count: int = 1) -> list[Timer]:
+    """`timers_of`, once `count` of them are armed: a broadcast is published before the timer
+    it brings is armed (services._after), so a client can hold the frame first."""
+    for _ in range(500):
+        found = timers_of(armed, task)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.01)
+    return timers_of(armed, task)
+
+
 def task_run(name: str, *args: object) -> Any:
     """Run a Celery task of the project in this thread, as a worker would, and return its result."""
     assert name.startswith(game_tasks.__name__ + ".")

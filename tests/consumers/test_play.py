@@ -29,6 +29,7 @@ from tests.play import (
     sockets_open,
     start_over_socket,
     timer_fire,
+    timers_armed,
     timers_of,
     together,
     users,
@@ -127,7 +128,7 @@ async def test_a_round_nobody_answers_closes_when_its_deadline_timer_fires_and_t
     code, socks = await lobby_sockets(make_user, 2, rounds=2, answer_seconds=0.5, reveal_seconds=0.1)
     alice, bob = socks
     question = await start_over_socket(socks)
-    deadline = timers_of(timers, scheduler.ROUND_DEADLINE)
+    deadline = await timers_armed(timers, scheduler.ROUND_DEADLINE)
     assert deadline == [(scheduler.ROUND_DEADLINE, [code, 1], question["deadline"])]
 
     # The task waits for the deadline if it fires a little early, then closes the round.
@@ -136,7 +137,7 @@ async def test_a_round_nobody_answers_closes_when_its_deadline_timer_fires_and_t
         result = await s.recv()
         assert result["type"] == "round_result" and result["round"] == 1
         assert [(r["option"], r["correct"], r["points"]) for r in result["results"]] == [(None, False, 0)] * 2
-    (advance,) = timers_of(timers, scheduler.ROUND_ADVANCE)
+    (advance,) = await timers_armed(timers, scheduler.ROUND_ADVANCE)
     assert advance[1] == [code, 1]
     assert await timer_fire(advance) is True
     for s in socks:
