@@ -91,21 +91,31 @@ def decode(raw: dict[str, str]) -> Faults:
 _cached: Faults = NONE
 _cached_until = 0.0
 _cached_prefix = ""
+_generation = 0  # bumped by every write from this process: a read begun before it is stale
 
 
 async def current() -> Faults:
-    """The flags in force (at most NUXTEST_FAULTS_CACHE_SECONDS old)."""
+    """The flags in force (at most NUXTEST_FAULTS_CACHE_SECONDS old).
+
+    One caller refreshes the cache; the others, while its read is in flight, keep the flags
+    they had: one Redis read per period, not one per caller of that moment."""
     global _cached, _cached_until, _cached_prefix
     now = time.monotonic()
-    if now < _cached_until and _cached_prefix == settings.NUXTEST_REDIS_PREFIX:
+    prefix = settings.NUXTEST_REDIS_PREFIX
+    if now < _cached_until and _cached_prefix == prefix:
         return _cached
-    _cached_prefix = settings.NUXTEST_REDIS_PREFIX
+    if _cached_prefix != prefix:
+        _cached, _cached_prefix = NONE, prefix
+    _cached_until = now + settings.NUXTEST_FAULTS_CACHE_SECONDS
+    generation = _generation
     try:
-        _cached = decode(await store.faults_get())
+        raw = await store.faults_get()
     except Exception:
         # A Redis hiccup must not turn into a fault of its own: keep the last known flags.
         logger.warning("fault flags unreadable", exc_info=True, extra={"event": "faults_unreadable"})
-    _cached_until = now + settings.NUXTEST_FAULTS_CACHE_SECONDS
+        return _cached
+    if generation == _generation and _cached_prefix == prefix:
+        _cached = decode(raw)
     return _cached
 
 
@@ -125,7 +135,7 @@ async def clear() -> Faults:
 
 
 def _refresh(raw: dict[str, str]) -> Faults:
-    global _cached, _cached_until
-    _cached, _cached_until = decode(raw), 0.0
+    global _cached, _cached_until, _generation
+    _cached, _cached_until, _generation = decode(raw), 0.0, _generation + 1
     logger.warning("fault flags now %s", _cached.as_dict(), extra={"event": "faults_changed"})
     return _cached
