@@ -247,6 +247,53 @@ async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(li
     assert sorted(r.user_id for r in rows) == sorted([alice.user_id, bob.user_id])
 
 
+async def test_a_player_who_closes_right_after_answering_still_counts_and_fails_nothing(live):
+    # A tab closed just after an answer, over real Daphne: the answer reaches the server
+    # and is still being handled (slowed by a fault flag) when the connection is gone. The
+    # answer counts, and nothing is a server error. (The narrower window where Daphne
+    # raises on the ack, between the close frame and the TCP close, is tested in
+    # tests/consumers/test_play.py: a socket cannot time it.)
+    from tests.e2e.test_telemetry import manage
+
+    spare = live.start_web("web4")
+    alice, bob = new_player(live.url), new_player(live.url)
+    code = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 1, "answer_seconds": 20, "reveal_seconds": 0},
+    ).json()["code"]
+    await alice.connect(code, base=spare)
+    await bob.connect(code, base=spare)
+    await alice.send({"type": "start"})
+    await alice.next("question")
+    await bob.next("question")
+    try:
+        await asyncio.to_thread(manage, live, "faults", "set", "answer_delay_ms=700")
+        await asyncio.sleep(0.5)  # past the web process's flag cache (0.2 s in the stack)
+        await bob.send({"type": "answer", "round": 1, "option": 2})
+        await bob.close()
+        left = await alice.next("player_left")
+        assert left["player"]["id"] == bob.user_id
+        await asyncio.sleep(0.8)  # bob's answer is handled, and its ack finds him gone
+        await alice.send({"type": "answer", "round": 1, "option": 0})
+        assert (await alice.next("answer_ack"))["accepted"] is True
+    finally:
+        await asyncio.to_thread(manage, live, "faults", "clear")
+    result = await alice.next("round_result")
+    assert {e["player"]: e["option"] for e in result["results"]} == {alice.user_id: 0, bob.user_id: 2}
+    await alice.next("game_over")
+    await alice.close()
+    live.stop("web4")
+    live.web_urls.remove(spare)
+    text = (LOGS / "web4.log").read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [r for r in lines if r["level"] in {"error", "critical"}] == []
+    answers = [r for r in lines if r.get("event") == "answer_received"]
+    assert [(r["user_id"], r["accepted"]) for r in answers] == [(bob.user_id, True), (alice.user_id, True)]
+
+
 async def test_daphne_passes_large_frames_to_the_protocol_limit_and_caps_huge_ones(live):
     alice = new_player(live.url)
     code = api(live.url, alice.token, "POST", "/api/rooms/", json={}).json()["code"]
