@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import uuid
@@ -15,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connections
 from rest_framework_simplejwt.tokens import AccessToken
 
 from game import scheduler
@@ -34,6 +36,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     handlers: in the first test that opened a socket, `caplog` saw nothing after that.
     """
     import nuxtest.asgi  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, whose teardown also closes the connection that
+    asgiref's shared thread holds (`database_sync_to_async` runs there, and its connection
+    outlives the tests): otherwise the database cannot be dropped at the end ("is being
+    accessed by other users") and is left behind."""
+    yield
+    with django_db_blocker.unblock():
+        asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)
