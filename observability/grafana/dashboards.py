@@ -452,6 +452,8 @@ class Board:
 # --- the dashboards ---------------------------------------------------------------------------
 WEB = "nuxtest-web"
 GAME_JOBS = "nuxtest-web|nuxtest-celery"
+# Locust's rows of the players' answer→ack exchange (loadtest/scenarios.py: WS, ANSWER_ACK).
+LOCUST_ACKS = ('request_type="WS"', 'name="answer_ack"')
 UP_DOWN = [
     {
         "type": "value",
@@ -656,7 +658,8 @@ def overview() -> Json:
     b.add(
         stat(
             "Scrape targets",
-            prom(sel("up", instance=False), "{{job}} {{instance}}"),
+            # The load generator's job is down between capacity tests, which is no fault.
+            prom(sel("up", 'job!="locust"', instance=False), "{{job}} {{instance}}"),
             mappings=UP_DOWN,
             thresholds=[(None, "red"), (1, "green")],
         ),
@@ -800,6 +803,66 @@ def game() -> Json:
             timeseries("Results written (/s)", prom(rate("nuxtest_results_written_total"), "rows")),
             "django",
             "logs",
+        ),
+        w=6,
+    )
+
+    # loadtest/exporter.py, scraped as job `locust` while a capacity test runs (docs/capacity.md).
+    b.row("Load test (Locust, while a capacity test runs)")
+    b.add(
+        timeseries(
+            "Players: simulated by Locust, online on the server",
+            prom(agg("sum", sel("locust_users", instance=False)), "Locust users"),
+            prom(f"max({sel('nuxtest_players_online', instance=False)})", "server: players online"),
+            description="Locust's running users beside the server's own count. Empty between "
+            "capacity tests (the `locust` job is down then).",
+        ),
+        w=6,
+    )
+    b.add(
+        timeseries(
+            "Answers (/s): acknowledged to players, counted by the server",
+            prom(rate("locust_requests_total", *LOCUST_ACKS, instance=False), "players: answer_ack"),
+            prom(rate("nuxtest_answers_total", instance=False), "server: answers"),
+            description="The rate players saw acknowledged (Locust) and the rate the server counted.",
+        ),
+        w=6,
+    )
+    b.add(
+        timeseries(
+            "Answer → ack p99: seen by players, handled by the server",
+            prom(
+                "1e-3 * "
+                + agg(
+                    "max",
+                    sel(
+                        "locust_current_response_time_milliseconds",
+                        *LOCUST_ACKS,
+                        'quantile="0.99"',
+                        instance=False,
+                    ),
+                ),
+                "players (Locust, last ~10 s)",
+            ),
+            prom(
+                quantile(0.99, "nuxtest_ws_message_duration_seconds", 'type="answer"', instance=False),
+                "server: answer handling",
+                exemplar=True,
+            ),
+            unit="s",
+            thresholds=[(None, "green"), (0.05, "red")],
+            description="The players' p99 includes the network and the client; the capacity "
+            "threshold is 50 ms (docs/capacity.md). Exemplars link a slow answer to its trace.",
+        ),
+        w=6,
+    )
+    b.add(
+        timeseries(
+            "Player-seen errors and lost frames (/s)",
+            prom(or_none(rate("locust_ws_errors_total", by="code", instance=False), "code"), "{{code}}"),
+            prom(rate("locust_lost_frames_total", instance=False), "lost frames"),
+            description="Error frames and unexpected close codes players saw (`error:<code>`, "
+            "`close:<code>`; none = no error yet), and room broadcasts they never received.",
         ),
         w=6,
     )

@@ -81,7 +81,7 @@ FOR = "1s"
 # Jobs of prometheus.yml this stack runs (their targets are filled in below), and the ones
 # it does not (left out of the generated configuration, with the alerts that need them).
 SCRAPED = {"nuxtest-web", "nuxtest-celery", "prometheus"}
-NOT_RUN = {"flower", "redis", "postgres", "alertmanager", "otel-collector", "loki", "tempo"}
+NOT_RUN = {"flower", "redis", "postgres", "alertmanager", "otel-collector", "loki", "tempo", "locust"}
 PROM_LOGS = LOGS / "prometheus-live"  # not LOGS/*.log: test_telemetry reads those as JSON
 
 
@@ -325,8 +325,9 @@ async def test_every_target_is_up_and_recording_rules_have_series_after_a_game(l
 
 
 # Metric name prefixes of the jobs this stack does not run (NOT_RUN): redis_exporter's,
-# postgres_exporter's and Flower's. A panel drawn only from them is empty here.
-NOT_RUN_PREFIXES = ("redis_", "pg_", "flower_")
+# postgres_exporter's, Flower's and Locust's (whose panels tests/loadtest draws). A panel
+# query drawn only from them is empty here.
+NOT_RUN_PREFIXES = ("redis_", "pg_", "flower_", "locust_")
 
 
 def metric_names(expr: str) -> set[str]:

@@ -17,6 +17,7 @@ import promql_parser
 import pytest
 import yaml
 
+from loadtest.exporter import FAMILIES as LOCUST_FAMILIES
 from loadtest.panels import iter_panels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,6 +335,8 @@ def catalogue() -> Catalogue:
         (REDIS_EXPORTER, "redis_exporter"),
         (POSTGRES_EXPORTER, "postgres_exporter"),
         (recording_names(), "recording rule"),
+        # The load generator's exporter (loadtest/exporter.py), while a capacity test runs.
+        ({n for f, kind in LOCUST_FAMILIES.items() for n in series_names(f, kind)}, "locust"),
     ):
         for name in group:
             names.add(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client.metrics import MetricWrapperBase
 
 from game.telemetry import collectors, metrics
+from loadtest.exporter import FAMILIES as LOCUST_FAMILIES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "telemetry.md").read_text()
@@ -115,3 +116,8 @@ def test_the_catalogue_lists_exactly_the_spans_the_code_starts():
                 started.add(str(node.args[0].value))
     documented = first_cell_names(section("## Spans"))
     assert documented == started
+
+
+def test_the_load_generators_metrics_are_catalogued_exactly() -> None:
+    served = {f"{name}_total" if kind == "counter" else name for name, kind in LOCUST_FAMILIES.items()}
+    assert first_cell_names(section("### The load generator's metrics (Locust)")) == served

@@ -92,6 +92,8 @@ def test_prometheus_scrapes_the_app_and_the_exporters() -> None:
     assert web == ["web1:8000", "web2:8000"]
     assert jobs["nuxtest-celery"]["dns_sd_configs"][0]["port"] == 9808
     assert jobs["flower"]["static_configs"][0]["targets"] == ["flower:5555"]
+    # Locust's exporter on the Docker host, at the port docs/capacity.md gives it.
+    assert jobs["locust"]["static_configs"][0]["targets"] == ["host.docker.internal:9646"]
     for name, job in jobs.items():
         labels = [sc.get("labels", {}) for sc in job.get("static_configs", [])]
         relabelled = [r.get("target_label") for r in job.get("relabel_configs", [])]
