@@ -81,16 +81,26 @@ class GameSocket:
     gaps: list[tuple[int, int, str]] = field(default_factory=list)
     deadlines: dict[int, int] = field(default_factory=dict)
     closed: Closed | None = None
+    # The exception the last `open` raised, which it has reported already: not to count twice.
+    open_failure: Exception | None = None
     _queue: Queue = field(default_factory=Queue)
     _reader: gevent.Greenlet | None = None
     _ack_sent_at: dict[int, float] = field(default_factory=dict)
+    # The `t` of each ping this client sent and has had no pong for.
+    _pings: set[float] = field(default_factory=set)
     _best_rtt: float = float("inf")
 
     # --- Opening and closing -------------------------------------------------------------
 
     def open(self, *, name: str = sc.HANDSHAKE) -> dict[str, Any]:
-        """Connect and return the first `state`; report the time to it as `name`."""
+        """Connect and return the first `state`; report the time to it as `name`.
+
+        A failure is reported here, once (and kept in `open_failure`): as `name`, or, for a
+        handshake the server refuses by closing before `state`, as `close:<code>` like any
+        unexpected close of an honest player (an abuser's stays under its probe's `name`).
+        """
         started = time.perf_counter()
+        self.open_failure = None
         headers = []
         if self.token is not None:
             headers.append(f"Authorization: Bearer {self.token}")
@@ -106,10 +116,15 @@ class GameSocket:
             )
             self._queue = Queue()
             self.closed = None
+            self._pings.clear()  # an earlier connection's pings get no answer on this one
             self._reader = gevent.spawn(self._read, self.ws)
             state = self.next("state", timeout=self.timeout)
         except Exception as exc:
-            self.report(name, (time.perf_counter() - started) * 1000, exc, 0)
+            self.open_failure = exc
+            if isinstance(exc, Closed) and self.honest:
+                self.report(f"close:{exc.code}", 0, exc, 0)
+            else:
+                self.report(name, (time.perf_counter() - started) * 1000, exc, 0)
             self.abort()
             raise
         self.report(name, (time.perf_counter() - started) * 1000, None, 0)
@@ -185,10 +200,17 @@ class GameSocket:
         self._ack_sent_at[round_number] = time.perf_counter()
         self.send({"type": "answer", "round": round_number, "option": option})
 
+    def ping(self) -> float:
+        """Send a ping; its pong is reported as `ping` (and feeds the clock offset) on arrival."""
+        t = now_ms()
+        self._pings.add(t)
+        self.send({"type": "ping", "t": t})
+        return t
+
     def sync_clock(self, samples: int = 3) -> None:
         """Estimate the clock offset from a few pings (the fastest round trip wins)."""
         for _ in range(samples):
-            self.send({"type": "ping", "t": now_ms()})
+            self.ping()
             self.next("pong", timeout=self.timeout)
 
     # --- Receiving ------------------------------------------------------------------------
@@ -278,8 +300,11 @@ class GameSocket:
                 refused = None if msg.get("accepted") else ProtocolError(f"refused: {msg.get('reason')}")
                 self.report(sc.ANSWER_ACK, elapsed, refused, 0)
         elif kind == "pong":
+            # Only the answer to a ping of this client's own that is still waiting: any other
+            # `t` (an abuser's probe sends `t: 1`) would make its round trip the epoch's age.
             t = msg.get("t")
-            if isinstance(t, int | float):
+            if isinstance(t, int | float) and t in self._pings:
+                self._pings.discard(t)
                 rtt = at - t
                 self.report(sc.PING, rtt, None, 0)
                 if rtt < self._best_rtt:

@@ -6,17 +6,18 @@
 Scenarios (loadtest/scenarios.py): steady, party, spike, reconnect, soak, abuse. Each
 WebSocket exchange is reported to Locust with request_type "WS": `handshake`,
 `answer_ack`, `question_fanout` (arrival - server_time, after the ping/pong clock
-offset), `round_result_after_deadline`, `ping`, `reconnect`, `game`, `lost_frame` (one
-failure per missing seq), `error:<code>` and `close:<code>` (failures), and `abuse:*`
-(the abusers' own probes: a success means the server refused them as documented). The
-run's thresholds are checked in the `quitting` hook and set the exit code.
+offset), `round_result_after_deadline`, `ping` (a player's own pings only), `reconnect`,
+`game`, `lost_frame` (one failure per missing seq), `error:<code>` and `close:<code>`
+(failures; a refused handshake is one `close:<code>`), and `abuse:*` (the abusers' own
+probes: a success means the server refused them as documented). The run's thresholds are
+checked in the `quitting` hook and set the exit code.
 
 Environment: LOADTEST_SCENARIO (or --scenario); LOADTEST_PROMETHEUS_PORT (serve `locust_*`
 metrics) and LOADTEST_PROMETHEUS_ADDR (default 127.0.0.1); LOADTEST_ACCOUNTS (account cache
 file); LOADTEST_SUMMARY (write the verdict as JSON); LOADTEST_MAX_ERROR_RATIO,
-LOADTEST_MAX_P99_ACK_MS, LOADTEST_MAX_LOST_FRAMES (override thresholds); LOADTEST_THINK_MIN,
-LOADTEST_THINK_MAX, LOADTEST_SKIP_PROBABILITY, LOADTEST_STORM_FRACTION, LOADTEST_STORM_PERIOD
-(player behaviour).
+LOADTEST_MAX_P99_ACK_MS, LOADTEST_MAX_LOST_FRAMES, LOADTEST_MAX_MEMORY_GROWTH (soak only)
+(override thresholds); LOADTEST_THINK_MIN, LOADTEST_THINK_MAX, LOADTEST_SKIP_PROBABILITY,
+LOADTEST_STORM_FRACTION, LOADTEST_STORM_PERIOD (player behaviour).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ ACTIVE_ROOMS: set[str] = set()
 ENVIRONMENT: Environment | None = None
 # Per (type, name): response-time counts, requests, untimed requests, failures.
 StatsSnapshot = dict[tuple[str, str], tuple[dict[int, int], int, int, int]]
-# Locust's statistics when the last user had started (stats_snapshot), for `after_ramp`.
-RAMP_END: StatsSnapshot = {}
+# Locust's statistics when the last user had started (stats_snapshot), for `after_ramp`;
+# None until then. Empty when every user started before the first request (a spike).
+RAMP_END: StatsSnapshot | None = None
 
 
 # Close code of a server that is restarting (docs/protocol.md): reconnect, do not give up.
@@ -202,6 +204,7 @@ class _Authenticated(HttpUser):
     token: str
     token_at: float = 0.0
     user_id: int | None = None
+    signed_in = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -215,9 +218,18 @@ class _Authenticated(HttpUser):
 
     def on_start(self) -> None:
         ACCOUNTS.load(self.host or "")
-        account = ACCOUNTS.take()
-        self.account = account or self._signup()
-        self._token()
+        try:
+            account = ACCOUNTS.take()
+            self.account = account or self._signup()
+            self._token()
+        except StopUser as exc:
+            # Raised out of on_start, Locust logs it with a traceback under an empty line
+            # (StopUser says nothing); a server that is down would print that per user.
+            # One line says where and why; the user stops before its first task.
+            logger.error("a user stops: no access token from %s: %s", self.host, exc)
+            self.stop()
+            return
+        self.signed_in = True
 
     def _signup(self) -> dict[str, str]:
         name = "lt" + uuid.uuid4().hex[:14]
@@ -228,8 +240,9 @@ class _Authenticated(HttpUser):
             catch_response=True,
         ) as r:
             if r.status_code != 201:
-                r.failure(f"signup: {why(r)}")
-                raise StopUser()
+                failed = f"signup: {why(r)}"
+                r.failure(failed)
+                raise StopUser(failed)
         account = {"username": name, "password": PASSWORD, "refresh": ""}
         ACCOUNTS.keep(account)
         return account
@@ -249,8 +262,9 @@ class _Authenticated(HttpUser):
                 if r.status_code != 401:
                     # A busy or failing server, not an unknown account: a failure, and no
                     # sign-up (a crowd of sign-ups is the dearest load there is).
-                    r.failure(f"refresh: {why(r)}")
-                    raise StopUser()
+                    failed = f"refresh: {why(r)}"
+                    r.failure(failed)
+                    raise StopUser(failed)
                 r.success()  # an expired or foreign refresh token
             if _claims(self.account["refresh"]).get("exp", 0) > time.time():
                 # Unexpired yet refused: this server does not know the account (another
@@ -271,11 +285,12 @@ class _Authenticated(HttpUser):
                     self.token, self.token_at = body["access"], time.monotonic()
                     return
                 if r.status_code != 401:
-                    r.failure(f"token: {why(r)}")
-                    raise StopUser()
+                    failed = f"token: {why(r)}"
+                    r.failure(failed)
+                    raise StopUser(failed)
                 r.success()  # an account this server does not know (another database)
             self.account = self._signup()
-        raise StopUser()
+        raise StopUser("token: 401 for an account signed up just now")
 
     def token_fresh(self) -> str:
         """The access token, renewed when it is old."""
@@ -346,7 +361,7 @@ class Player(_Authenticated):
 
     def on_start(self) -> None:
         super().on_start()
-        if SCENARIO.burst and not CROWD_READY.is_set():
+        if self.signed_in and SCENARIO.burst and not CROWD_READY.is_set():
             CROWD_READY.wait(timeout=600)
 
     @staticmethod
@@ -418,12 +433,11 @@ class Player(_Authenticated):
                     report(self.environment)(
                         "reconnect_after_restart", (time.perf_counter() - reconnect_started) * 1000, None, 0
                     )
-        except Closed as exc:
-            report(self.environment)(f"close:{exc.code}", 0, exc, 0)
-        except TimeoutError as exc:
-            report(self.environment)("stalled", (time.perf_counter() - started) * 1000, exc, 0)
-        except Exception as exc:  # a socket error: count it, then play the next game
-            report(self.environment)(f"exception:{type(exc).__name__}", 0, exc, 0)
+        except Exception as exc:
+            # A failed handshake has been reported by `open` (a refusal as close:<code>):
+            # reported again here, one refusal would count as two failures.
+            if exc is not sock.open_failure:
+                self._report_end(exc, started)
         finally:
             if sock.gaps:
                 logger.warning("room %s: seq gaps (last seen, arrived, type) %s", code, sock.gaps)
@@ -431,6 +445,16 @@ class Player(_Authenticated):
             if party_host:
                 PARTY.close(code)
             sock.close()
+
+    def _report_end(self, exc: Exception, started: float) -> None:
+        """Report what ended a game early: an unexpected close, a stall or a socket error."""
+        fire = report(self.environment)
+        if isinstance(exc, Closed):
+            fire(f"close:{exc.code}", 0, exc, 0)
+        elif isinstance(exc, TimeoutError):
+            fire("stalled", (time.perf_counter() - started) * 1000, exc, 0)
+        else:  # a socket error: count it, then play the next game
+            fire(f"exception:{type(exc).__name__}", 0, exc, 0)
 
     def _play(self, sock: GameSocket, code: str, party_host: bool) -> None:
         state = sock.open()
@@ -780,35 +804,67 @@ def _on_init(environment: Environment, **_: Any) -> None:
         exporter.start(environment, port, SCENARIO.name, addr)
         logger.info("locust_* metrics on http://%s:%d/metrics", addr, port)
     if SCENARIO.watch_memory:
-        gevent.spawn(_watch_server_memory, environment)
+        MEMORY.url = (environment.host or "").rstrip("/") + "/metrics"
+        gevent.spawn(MEMORY.watch)
 
 
 @events.spawning_complete.add_listener
 def _on_spawned(**_: Any) -> None:
+    global RAMP_END
     CROWD_READY.set()
     # The figures once the last player has started: the run is judged on all of it, and the
     # summary also says how the full crowd fared without the ramp's joins (docs/capacity.md).
     if ENVIRONMENT is not None and not isinstance(ENVIRONMENT.runner, WorkerRunner):
-        RAMP_END.clear()
-        RAMP_END.update(stats_snapshot(ENVIRONMENT.stats))
+        RAMP_END = stats_snapshot(ENVIRONMENT.stats)
+        if SCENARIO.watch_memory:
+            MEMORY.after_ramp = []
+            gevent.spawn(MEMORY.sample)
 
 
-def _watch_server_memory(environment: Environment) -> None:
-    """Soak: sample the server's resident memory from its /metrics every 30 s."""
-    url = (environment.host or "").rstrip("/") + "/metrics"
-    first: float | None = None
-    while True:
+class MemoryWatch:
+    """Soak: the server's resident memory, from its /metrics every 30 s, when the last
+    player has started and when the run ends.
+
+    The growth judged is the last sample after the ramp over the first: the ramp's own
+    growth (rooms, caches, the allocator's first arenas) is not a leak.
+    """
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.first: float | None = None
+        # The samples since the last player started; None until then.
+        self.after_ramp: list[float] | None = None
+
+    def watch(self) -> None:
+        """Sample every 30 s, for the whole run."""
+        while True:
+            self.sample()
+            gevent.sleep(30)
+
+    def sample(self) -> None:
+        """Read process_resident_memory_bytes once (nothing if /metrics cannot be read)."""
         try:
-            text = requests.get(url, timeout=5).text
-            match = re.search(r"^process_resident_memory_bytes(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
-            if match:
-                rss = float(match.group(1))
-                first = first or rss
-                exporter.extra_gauges["server_rss_bytes"] = rss
-                exporter.extra_gauges["server_rss_growth_ratio"] = rss / first
+            text = requests.get(self.url, timeout=5).text
         except requests.RequestException:
-            pass
-        gevent.sleep(30)
+            return
+        match = re.search(r"^process_resident_memory_bytes(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
+        if match is None:
+            return
+        rss = float(match.group(1))
+        self.first = self.first or rss
+        if self.after_ramp is not None:
+            self.after_ramp.append(rss)
+        exporter.extra_gauges["server_rss_bytes"] = rss
+        exporter.extra_gauges["server_rss_growth_ratio"] = rss / self.first
+
+    def growth_after_ramp(self) -> float | None:
+        """The last sample after the ramp over the first; None with fewer than two."""
+        if self.after_ramp is None or len(self.after_ramp) < 2:
+            return None
+        return self.after_ramp[-1] / self.after_ramp[0]
+
+
+MEMORY = MemoryWatch()
 
 
 def stats_snapshot(stats: RequestStats) -> StatsSnapshot:
@@ -845,9 +901,16 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     ACCOUNTS.save()
     if isinstance(environment.runner, WorkerRunner):
         return
-    result = sc.verdict(SCENARIO.thresholds, stats_rows(environment.stats))
+    growth = None
+    if SCENARIO.watch_memory:
+        MEMORY.sample()  # the last sample: the run's end
+        growth = MEMORY.growth_after_ramp()
+    result = sc.verdict(SCENARIO.thresholds, stats_rows(environment.stats), growth)
+    # An empty snapshot is a ramp that ended before the first request: judge all of it.
     after_ramp = (
-        sc.verdict(SCENARIO.thresholds, stats_rows(environment.stats, RAMP_END)) if RAMP_END else None
+        None
+        if RAMP_END is None
+        else sc.verdict(SCENARIO.thresholds, stats_rows(environment.stats, RAMP_END), growth)
     )
     ws_entries = {
         e.name: e for e in environment.stats.entries.values() if e.method == sc.WS and e.num_requests
@@ -888,6 +951,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
             "lost_frames": after_ramp.lost_frames,
         },
         "server_rss_growth_ratio": exporter.extra_gauges.get("server_rss_growth_ratio"),
+        # The one judged (max_memory_growth): last sample after the ramp / first after it.
+        "server_rss_growth_after_ramp": growth,
         "master": isinstance(environment.runner, MasterRunner),
     }
     path = os.environ.get("LOADTEST_SUMMARY")
@@ -895,24 +960,23 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(summary, indent=2, default=str))
     verdict = "PASSED" if result.passed else "FAILED: " + "; ".join(result.missed)
-    logger.info(
-        "scenario %s %s (requests %d, failures %d, answer acks %d, p99 ack %s ms, lost frames %d)",
-        SCENARIO.name,
-        verdict,
-        result.requests,
-        result.failures,
-        result.answer_acks,
-        result.p99_answer_ack_ms,
-        result.lost_frames,
-    )
+    logger.info("scenario %s %s (%s)", SCENARIO.name, verdict, _figures(result))
     if after_ramp is not None:
         logger.info(
-            "after the ramp: %s (requests %d, failures %d, answer acks %d, p99 ack %s ms, lost frames %d)",
+            "after the ramp: %s (%s)",
             "would pass" if after_ramp.passed else "would fail: " + "; ".join(after_ramp.missed),
-            after_ramp.requests,
-            after_ramp.failures,
-            after_ramp.answer_acks,
-            after_ramp.p99_answer_ack_ms,
-            after_ramp.lost_frames,
+            _figures(after_ramp),
         )
     environment.process_exit_code = 0 if result.passed else 1
+
+
+def _figures(result: sc.Verdict) -> str:
+    """The figures of a verdict, for its log line."""
+    figures = (
+        f"requests {result.requests}, failures {result.failures}, answer acks {result.answer_acks}, "
+        f"p99 ack {result.p99_answer_ack_ms} ms, lost frames {result.lost_frames}"
+    )
+    if SCENARIO.watch_memory:
+        growth = "not measured" if result.memory_growth is None else f"{result.memory_growth:.2f}"
+        figures += f", server memory growth after the ramp {growth}"
+    return figures

@@ -111,6 +111,9 @@ def _database(url: str) -> dict[str, Any]:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         # Several processes (web, worker) share the file: wait for locks instead of failing.
         db.setdefault("OPTIONS", {})["timeout"] = 20
+        # A transaction takes the write lock when it begins: one that read first could not wait
+        # for it when it then wrote ("database is locked" at once, whatever the timeout).
+        db["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
         # A file, not memory, so that the end-to-end tests' processes see the test database.
         db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
     elif db["ENGINE"] == "django.db.backends.postgresql":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,9 +18,23 @@ from pathlib import Path
 import pytest
 
 from loadtest import scenarios as sc
+from loadtest.client import GameSocket
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = Path(sys.executable).parent / "locust"
+
+
+def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a child interpreter (importing Locust patches it with gevent)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_every_scenario_name_resolves_with_its_thresholds():
@@ -36,6 +52,106 @@ def test_the_verdict_is_computed_from_locust_rows_and_ignores_abusers_probes():
     slow = sc.verdict(t, [("WS", "answer_ack", 10, 0, 80.0), ("WS", "lost_frame", 1, 1, 0.0)])
     assert not slow.passed
     assert any("p99" in m for m in slow.missed) and any("lost frames" in m for m in slow.missed)
+
+
+def test_a_run_in_which_no_answer_was_acknowledged_misses_its_threshold():
+    # Every scenario plays the game: without an ack (a run too short, too few players) it
+    # measured nothing it is judged on, and must not pass.
+    t = sc.Thresholds(max_error_ratio=0.0, max_p99_answer_ack_ms=50, max_lost_frames=0)
+    rows = [("POST", "/api/matchmaking/", 4, 0, 12.0), ("WS", "handshake", 4, 0, 8.0)]
+    result = sc.verdict(t, rows)
+    assert not result.passed
+    assert result.missed == ["no answer was acknowledged: run longer or with more users"]
+    assert result.answer_acks == 0 and result.p99_answer_ack_ms is None
+
+
+def test_soak_judges_the_server_memory_growth_after_the_ramp(monkeypatch):
+    soak = sc.scenario_get("soak").thresholds
+    assert soak.max_memory_growth == 1.25
+    assert sc.scenario_get("steady").thresholds.max_memory_growth is None
+    acks = [("WS", "answer_ack", 10, 0, 12.0)]
+    assert sc.verdict(soak, acks, 1.1).passed
+    grew = sc.verdict(soak, acks, 1.3)
+    assert grew.missed == ["server memory growth 1.30 > 1.25"] and grew.memory_growth == 1.3
+    # No two samples of /metrics after the ramp: the soak says so, and does not pass.
+    unmeasured = sc.verdict(soak, acks, None)
+    assert len(unmeasured.missed) == 1 and "memory growth not measured" in unmeasured.missed[0]
+    # Elsewhere the memory is not sampled, and not judged.
+    assert sc.verdict(sc.scenario_get("steady").thresholds, acks, None).passed
+    monkeypatch.setenv("LOADTEST_MAX_MEMORY_GROWTH", "1.5")
+    assert sc.scenario_get("soak").thresholds.max_memory_growth == 1.5
+    assert sc.scenario_get("steady").thresholds.max_memory_growth is None
+
+
+class Sent:
+    """A connected socket's sending side, for a GameSocket without a server."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    def send(self, data: str) -> None:
+        self.frames.append(json.loads(data))
+
+
+def test_a_pong_is_a_ping_round_trip_only_when_it_answers_a_ping_of_this_client():
+    reports: list[tuple] = []
+    sock = GameSocket("ws://127.0.0.1:1/ws/rooms/ABCDEF/", "token", lambda *r: reports.append(r))
+    sock.ws = Sent()
+    # The abuse scenario's probe sends {"type": "ping", "t": 1}: its pong is no round trip
+    # (it was reported as one of 1.8e12 ms), and says nothing about the clock either.
+    sock._observe({"type": "pong", "t": 1, "server_time": 1_000.0}, 1_800_000_000_000.0)
+    assert reports == [] and sock.clock_offset == 0
+    t = sock.ping()
+    assert sock.ws.frames == [{"type": "ping", "t": t}]
+    sock._observe({"type": "pong", "t": t, "server_time": t + 5_010}, t + 20)
+    sock._observe({"type": "pong", "t": t, "server_time": t + 5_030}, t + 60)  # answered already
+    assert [(name, rtt, exc) for name, rtt, exc, _ in reports] == [("ping", pytest.approx(20), None)]
+    assert sock.clock_offset == pytest.approx(5_000)
+
+
+def test_a_refused_handshake_is_one_failure_under_its_close_code():
+    # The server accepts the upgrade and closes with 1013 before any `state` (the
+    # handshake_refuse fault flag): one failure, not a `handshake` and a `close:1013` each.
+    out = python(
+        """
+        import json, struct, time, types
+        import loadtest.locustfile as lf
+        from loadtest import client
+        from locust.env import Environment
+
+        class Refusing:
+            sock = None
+
+            def recv_data_frame(self):
+                return client.websocket.ABNF.OPCODE_CLOSE, types.SimpleNamespace(data=struct.pack("!H", 1013))
+
+            def settimeout(self, timeout):
+                pass
+
+            def shutdown(self):
+                pass
+
+        client.websocket.create_connection = lambda *args, **kwargs: Refusing()
+        env = Environment(user_classes=[lf.Player])
+        env.create_local_runner()
+        lf.Player.host = "http://127.0.0.1:1"
+        player = lf.Player(env)
+        player.token, player.token_at = "token", time.monotonic()
+        player.play("ABCDEF")
+        # An abuser's refused handshake stays its probe's (out of the error ratio).
+        abuser = client.GameSocket("ws://127.0.0.1:1/ws/rooms/ABCDEF/", None, lf.report(env), honest=False)
+        try:
+            abuser.open(name="abuse:handshake")
+        except client.Closed:
+            pass
+        rows = {e.name: [e.num_requests, e.num_failures] for e in env.stats.entries.values()}
+        print(json.dumps([rows, env.stats.total.num_failures]))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    rows, failures = json.loads(out.stdout.splitlines()[-1])
+    assert rows == {"close:1013": [1, 1], "abuse:handshake": [1, 1]}
+    assert failures == 2  # the player's refusal and the abuser's probe, each once
 
 
 def test_the_locustfile_imports_and_lists_its_users():
@@ -78,6 +194,55 @@ def test_the_run_after_its_ramp_is_judged_from_the_statistics_since_the_last_pla
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [200, 200.0, 1, False, 100, 10.0, 0, True]
+
+
+def test_after_ramp_is_judged_when_every_player_started_before_the_first_request(tmp_path):
+    # SPAWN_RATE >= USERS (a spike): the statistics at the ramp's end are empty, and what
+    # came after it is the whole run, not "no ramp end".
+    summary = tmp_path / "summary.json"
+    out = python(
+        """
+        import json, os
+        import loadtest.locustfile as lf
+        from locust.env import Environment
+        env = Environment(user_classes=[lf.Player])
+        env.create_local_runner()
+        lf.ENVIRONMENT = env
+        summary = os.environ["LOADTEST_SUMMARY"]
+        lf._on_quitting(env)  # the ramp never ended
+        never = json.load(open(summary))["after_ramp"]
+        lf._on_spawned()
+        for _ in range(10):
+            env.stats.log_request("WS", "answer_ack", 10, 0)
+        lf._on_quitting(env)
+        after = json.load(open(summary))["after_ramp"]
+        print(json.dumps([never, after["requests"], after["answer_acks"], after["passed"]]))
+        """,
+        LOADTEST_SUMMARY=str(summary),
+        LOADTEST_SCENARIO="steady",
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [None, 10, 10, True]
+
+
+def test_a_server_that_is_not_there_is_one_line_per_user_without_a_traceback(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        host = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {
+        **os.environ,
+        "LOADTEST_SUMMARY": str(tmp_path / "summary.json"),
+        "LOADTEST_ACCOUNTS": str(tmp_path / "accounts.json"),
+    }
+    argv = [str(LOCUST), "-f", "loadtest/locustfile.py", "--headless", "--scenario", "steady"]
+    argv += ["-u", "2", "-r", "2", "-t", "2s", "-H", host, "--only-summary"]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "StopUser" not in out.stderr, out.stderr
+    stopped = [line for line in out.stderr.splitlines() if "a user stops" in line]
+    assert len(stopped) == 2, out.stderr
+    assert all(host in line and "signup: no response" in line for line in stopped), stopped
+    assert not re.search(r"/ERROR/[\w.]+: *$", out.stderr, re.M), out.stderr
 
 
 def test_a_player_opens_a_new_http_connection_after_an_idle_pause():
@@ -178,6 +343,8 @@ def test_a_tiny_headless_run_plays_with_no_failure(live, tmp_path, scenario, use
     assert "answer_ack" in stats
     if scenario == "reconnect":
         assert result["ws"].get("reconnect", {}).get("count", 0) >= 1, result
+    if scenario == "soak":  # sampled when the last player started and when the run ended
+        assert result["server_rss_growth_after_ramp"] is not None, result
     if scenario == "abuse":
         probes = [name for name in result["ws"] if name.startswith("abuse:")]
         assert probes, result
