@@ -1067,7 +1067,10 @@ def celery() -> Json:
         timeseries(
             "Workers seen by Flower",
             prom(f"sum by (worker) ({sel('flower_worker_online', instance=False)})", "{{worker}}"),
-            description="Flower's own view, from worker heartbeats.",
+            description="Flower's own view: 1 from a worker's online event or heartbeat until "
+            "its offline event. A worker killed without one (SIGKILL, the OOM killer) leaves "
+            "this panel 60 s after its last heartbeat (Flower's --purge_offline_workers=60). "
+            "Workers online (Redis heartbeats) is the figure the alert reads.",
         ),
         w=10,
         h=6,
