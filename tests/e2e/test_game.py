@@ -190,19 +190,22 @@ async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_wor
     live.worker_metrics["worker1"] = live.worker_metrics.pop("worker2")
 
 
-async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(live):
-    spare = live.start_web("web3")
+async def two_players_on(live, web: str, **room_settings: object) -> tuple[str, str, Player, Player]:
+    """A web process of its own (`web`), a room on it and two players connected there:
+    its URL, the room's code, the host and the other player."""
+    spare = live.start_web(web)
     alice, bob = new_player(live.url), new_player(live.url)
-    code = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        # Round 1 must outlast the drain and both reconnects (rounds 2 and 3 close on answers).
-        json={"rounds": 3, "answer_seconds": 15, "reveal_seconds": 0},
-    ).json()["code"]
+    code = api(live.url, alice.token, "POST", "/api/rooms/", json=room_settings).json()["code"]
     await alice.connect(code, base=spare)
     await bob.connect(code, base=spare)
+    return spare, code, alice, bob
+
+
+async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(live):
+    # Round 1 must outlast the drain and both reconnects (rounds 2 and 3 close on answers).
+    spare, code, alice, bob = await two_players_on(
+        live, "web3", rounds=3, answer_seconds=15, reveal_seconds=0
+    )
     await alice.send({"type": "start"})
     await alice.next("question")
     await alice.send({"type": "answer", "round": 1, "option": 0})
@@ -255,17 +258,7 @@ async def test_a_player_who_closes_right_after_answering_still_counts_and_fails_
     # tests/consumers/test_play.py: a socket cannot time it.)
     from tests.e2e.test_telemetry import manage
 
-    spare = live.start_web("web4")
-    alice, bob = new_player(live.url), new_player(live.url)
-    code = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 1, "answer_seconds": 20, "reveal_seconds": 0},
-    ).json()["code"]
-    await alice.connect(code, base=spare)
-    await bob.connect(code, base=spare)
+    spare, _, alice, bob = await two_players_on(live, "web4", rounds=1, answer_seconds=20, reveal_seconds=0)
     await alice.send({"type": "start"})
     await alice.next("question")
     await bob.next("question")
