@@ -152,7 +152,7 @@ class RoomCreateView(APIView):
         try:
             room = async_to_sync(services.room_create)(host_id=user_id(request), settings_raw=raw)
         except rules.SettingsError as exc:
-            raise ValidationError({exc.field: exc.message}) from exc
+            raise ValidationError(exc.errors) from exc
         summary = services.room_summary(room)
         return Response(
             {"code": room.code, "ws_url": ws_url(request, room.code), "settings": summary["settings"]},

@@ -54,14 +54,16 @@ class RuleError(Exception):
 
 
 class SettingsError(RuleError):
-    """A room setting is missing its type or range."""
+    """Room settings out of their type or range: `errors` maps each bad field to its
+    message; `field` and `message` are the first of them."""
 
     code = "invalid_field"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, more: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.errors = {field: message, **(more or {})}
 
 
 class RoomFull(RuleError):
@@ -120,26 +122,29 @@ class AnswerOutcome:
 
 
 def settings_validate(raw: Mapping[str, Any]) -> RoomSettings:
-    """Check a settings object (missing keys take defaults); raise SettingsError naming the field."""
-    unknown = sorted(set(raw) - {*SETTING_LIMITS, "category"})
-    if unknown:
-        raise SettingsError(unknown[0], "unknown setting")
+    """Check a settings object (missing keys take defaults); raise SettingsError naming every
+    bad field, so that a client fixes them all at once."""
+    errors = {name: "unknown setting" for name in sorted(set(raw) - {*SETTING_LIMITS, "category"})}
     values: dict[str, Any] = {}
     for name, (low, high) in SETTING_LIMITS.items():
         if name not in raw:
             continue
         value = raw[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SettingsError(name, "must be a number")
+            errors[name] = "must be a number"
         # Range first: a huge JSON integer must be refused, not overflow a float.
-        if (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
-            raise SettingsError(name, f"must be between {low:g} and {high:g}")
-        if name in INTEGER_SETTINGS and not float(value).is_integer():
-            raise SettingsError(name, "must be a whole number")
-        values[name] = int(value) if name in INTEGER_SETTINGS else float(value)
+        elif (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
+            errors[name] = f"must be between {low:g} and {high:g}"
+        elif name in INTEGER_SETTINGS and not float(value).is_integer():
+            errors[name] = "must be a whole number"
+        else:
+            values[name] = int(value) if name in INTEGER_SETTINGS else float(value)
     category = raw.get("category")
     if category is not None and (not isinstance(category, str) or not category.strip()):
-        raise SettingsError("category", "must be a category slug or null")
+        errors["category"] = "must be a category slug or null"
+    if errors:
+        (first, message), *rest = errors.items()
+        raise SettingsError(first, message, more=dict(rest))
     values["category"] = category
     return RoomSettings(**values)
 

@@ -172,6 +172,15 @@ def test_the_first_refused_setting_is_named_even_among_valid_ones(client, questi
     field_error(create(client, {"rounds": 3, "max_players": 9, "reveal_seconds": 1}), "max_players")
 
 
+def test_every_refused_setting_is_named_so_a_client_fixes_them_at_once(client, questions):
+    body = field_error(create(client, {"reveal_seconds": 11, "max_players": 0, "colour": "red"}), "colour")
+    assert body["errors"] == {
+        "colour": ["unknown setting"],
+        "reveal_seconds": ["must be between 0 and 10"],
+        "max_players": ["must be between 1 and 8"],
+    }
+
+
 def test_an_infinite_number_is_refused_naming_the_field(client, questions):
     response = client.post(ROOMS, data='{"answer_seconds": 1e999}', content_type="application/json")
     field_error(response, "answer_seconds")

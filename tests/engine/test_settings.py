@@ -21,6 +21,18 @@ def refused_field(raw: dict) -> str:
     return info.value.field
 
 
+def test_every_bad_field_is_named_at_once_the_first_one_first():
+    with pytest.raises(rules.SettingsError) as info:
+        rules.settings_validate({"rounds": 0, "answer_seconds": "10", "category": "", "extra": 1})
+    assert info.value.field == "extra"
+    assert info.value.errors == {
+        "extra": "unknown setting",
+        "rounds": "must be between 1 and 20",
+        "answer_seconds": "must be a number",
+        "category": "must be a category slug or null",
+    }
+
+
 def test_empty_settings_take_the_documented_defaults():
     settings = rules.settings_validate({})
     assert settings == RoomSettings(
