@@ -41,4 +41,7 @@ USER nuxtest
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "deploy/healthcheck.py"]
-CMD ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "nuxtest.asgi:application"]
+# No --proxy-headers here: a client's own X-Forwarded-For would pass for its address (the
+# login lockout's and /metrics' allow-list). docker-compose.yml adds it behind nginx, which
+# overwrites that header.
+CMD ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "8000", "nuxtest.asgi:application"]

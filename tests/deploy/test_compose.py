@@ -225,6 +225,16 @@ def test_the_dockerfile_is_multi_stage_slim_non_root_and_healthchecked():
     assert "collectstatic" in final
 
 
+def test_only_daphne_behind_the_compose_nginx_believes_proxy_headers():
+    # The image run on its own (`docker run`) and `make run` have no proxy in front: under
+    # --proxy-headers a client's own X-Forwarded-For would pass for its address (the e2e
+    # test of the Procfile's Daphne shows it).
+    cmd = re.search(r"(?m)^CMD (.+)$", dockerfile_stages()[-1])
+    assert cmd and "daphne" in cmd.group(1) and "--proxy-headers" not in cmd.group(1)
+    web = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
+    assert "daphne" in web and "--proxy-headers" not in web
+
+
 def test_nginx_upgrades_websockets_balances_and_keeps_metrics_private():
     conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
     assert re.search(r"server web1:8000", conf) and re.search(r"server web2:8000", conf)

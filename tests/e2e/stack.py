@@ -11,6 +11,8 @@ settings) and the suite's Redis under a key prefix and Celery queue of their own
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -35,6 +37,18 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # One folder per test run, so that concurrent runs in one checkout keep their own logs.
 LOGS = ROOT / "tests" / "artifacts" / "e2e-logs" / f"run-{os.getpid()}"
+
+
+def procfile_argv(process: str, **values: str) -> list[str]:
+    """A process of the Procfile as `make run` starts it: its command, `${VAR:-default}`
+    filled from `values` (else the default), `VAR=value` prefixes left to the caller's
+    environment, and the program taken from this virtualenv."""
+    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith(f"{process}:"))
+    command = re.sub(
+        r"\$\{(\w+):-([^}]*)\}", lambda m: values.get(m.group(1), m.group(2)), line.split(":", 1)[1]
+    )
+    words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=.*", w)]
+    return [str(BIN / words[0]), *words[1:]]
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ seen by Flower* panel and the runbook's query would show a dead worker as online
 from __future__ import annotations
 
 import re
-import shlex
 import signal
 import time
 
@@ -17,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.stack import BIN, ROOT, free_port
+from tests.e2e.stack import ROOT, free_port, procfile_argv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -26,14 +25,9 @@ PURGE = re.compile(r"--purge_offline_workers=(\d+)")
 
 def flower_argv(port: int, purge_after: int) -> list[str]:
     """The Procfile's Flower command on `port`, its purge delay shortened for the test."""
-    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("flower:"))
-    words = shlex.split(line.split(":", 1)[1])
-    argv = [w for w in words if "=" not in w or w.startswith("--")]  # drop VAR=value prefixes
-    argv = [f"--port={port}" if w.startswith("--port=") else w for w in argv]
+    argv = procfile_argv("flower", FLOWER_PORT=str(port))
     assert any(PURGE.fullmatch(w) for w in argv), "the Procfile's Flower must purge offline workers"
-    argv = [f"--purge_offline_workers={purge_after}" if PURGE.fullmatch(w) else w for w in argv]
-    assert argv[0] == "celery"
-    return [str(BIN / "celery"), *argv[1:]]
+    return [f"--purge_offline_workers={purge_after}" if PURGE.fullmatch(w) else w for w in argv]
 
 
 def online(metrics: str, worker: str) -> float | None:

@@ -8,11 +8,13 @@ import signal
 import time
 
 import pytest
+import requests
 from asgiref.sync import sync_to_async
 
 from game.models import GameResult
+from loadtest.stack import wait_http
 from tests.e2e.client import Player, api, new_player
-from tests.e2e.stack import LOGS
+from tests.e2e.stack import LOGS, free_port, procfile_argv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -307,3 +309,21 @@ async def test_daphne_passes_large_frames_to_the_protocol_limit_and_caps_huge_on
     state = await alice.connect(code)
     assert state["status"] == "lobby"
     await alice.close()
+
+
+async def test_the_procfiles_daphne_believes_no_x_forwarded_for_of_a_client(live):
+    # `make run` has no proxy in front (NUXTEST_TRUSTED_PROXY_COUNT=0): a client's own
+    # X-Forwarded-For must not pass for its address. Under Daphne's --proxy-headers it did:
+    # 8.8.8.8 was refused /metrics from 127.0.0.1, and a locked-out address logged in
+    # again by naming another.
+    port = free_port()
+    proc = live.start("web_procfile", procfile_argv("web", PORT=str(port)))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(wait_http, url + "/healthz", proc, LOGS, 30)
+        spoofed = await asyncio.to_thread(
+            requests.get, url + "/metrics", headers={"X-Forwarded-For": "8.8.8.8"}, timeout=10
+        )
+        assert spoofed.status_code == 200, spoofed.text[:300]
+    finally:
+        live.stop("web_procfile")
