@@ -189,5 +189,9 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             # channels-redis reports drops only at INFO: always count them, whatever LOG_LEVEL says.
             "channels_redis.core": {"handlers": ["channel_layer_drops"], "level": "INFO", "propagate": True},
             **{name: {"filters": ["routine"]} for name in _ROUTINE_LOGGERS},
+            # Django's warning for every 4xx ("Not Found: ...", "Unauthorized: ...") repeats
+            # the access line (`http_request`, with its status) of each refused request; its
+            # errors (5xx) always show, its warnings with LOG_LEVEL=DEBUG.
+            "django.request": {"level": "DEBUG" if level.upper() == "DEBUG" else "ERROR"},
         },
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -73,3 +75,16 @@ def test_quick_match_with_too_small_a_question_bank_answers_a_json_error_not_a_c
     assert response.status_code != 500, response.content
     plain_error(response, response.status_code)
     assert 400 <= response.status_code < 600
+
+
+@pytest.mark.django_db
+def test_a_refused_request_is_one_access_line_not_also_djangos_warning(api, caplog):
+    # Django's "Not Found: ..." / "Unauthorized: ..." warning repeated the access line of
+    # every 4xx (27 such lines in one short session of a new user); the status is in the
+    # access line already.
+    with caplog.at_level(logging.INFO):
+        assert api.get("/api/me/results/").status_code == 401
+        assert api.get("/api/no-such-thing/").status_code == 404
+    assert [r.getMessage() for r in caplog.records if r.name == "django.request"] == []
+    access = [r for r in caplog.records if getattr(r, "event", "") == "http_request"]
+    assert [r.status for r in access] == [401, 404]
