@@ -7,7 +7,20 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint format types check migrate clean
+.PHONY: help install run test lint format types check migrate clean
+
+help:
+	@echo "make run        the game: Daphne on http://$(HOST):$(PORT), a Celery worker, beat and Flower"
+	@echo "                (SQLite and an embedded Redis unless DATABASE_URL / REDIS_URL say otherwise)"
+	@echo "make test       the whole suite (PYTEST_ARGS='tests/api -k rooms' for a part)"
+	@echo "make check      lint, types and the suite;  make lint / format / types alone"
+	@echo "make install    the virtualenv (.venv) and the project's packages;  make clean removes them"
+	@echo "make loadtest   a Locust scenario against a running server (SCENARIO= USERS= SPAWN_RATE="
+	@echo "                DURATION= HOST=; docs/capacity.md)"
+	@echo "make bench      echo vs game throughput, servers, channel layers, telemetry (docs/performance.md)"
+	@echo "make up / down / deploy   the compose stack; a release without downtime (README, Deploy)"
+	@echo "make obs-up / obs-down    Prometheus, Alertmanager, Grafana, Loki, Alloy, Tempo, exporters"
+	@echo "                          (observability/README.md)"
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
