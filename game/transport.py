@@ -5,6 +5,7 @@
   protocol's 64 KiB limit (`NUXTEST_WS_MAX_MESSAGE_BYTES`), which the consumer enforces
   with a `message_too_large` error and the connection left open; past the hard cap
   (`NUXTEST_WS_HARD_MAX_BYTES`, default 1 MiB) autobahn closes the connection with 1009.
+- The reason phrase of 429 ("Too Many Requests"), missing from Twisted's status table.
 - Close codes 1011 ("internal error", a handshake that failed), 1012 ("service restart",
   graceful restarts: game/shutdown.py) and 1013 ("try again later", the
   `handshake_refuse` fault flag) allowed.
@@ -39,6 +40,15 @@ def daphne_tune() -> None:
     DaphneWebSocket.maxMessagePayloadSize = hard_cap
     DaphneWebSocket.maxFramePayloadSize = hard_cap
     _allow_server_close_codes()
+    _name_statuses()
+
+
+def _name_statuses() -> None:
+    """Daphne writes an HTTP status line's reason from Twisted's table, which lacks 429: the
+    throttles' and the log-in lockout's answer went out as "429 Unknown Status"."""
+    from twisted.web import http
+
+    http.RESPONSES.setdefault(429, b"Too Many Requests")
 
 
 def _allow_server_close_codes() -> None:

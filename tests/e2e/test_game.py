@@ -317,7 +317,9 @@ async def test_the_procfiles_daphne_believes_no_x_forwarded_for_of_a_client(live
     # 8.8.8.8 was refused /metrics from 127.0.0.1, and a locked-out address logged in
     # again by naming another.
     port = free_port()
-    proc = live.start("web_procfile", procfile_argv("web", PORT=str(port)))
+    # Its own key space (the lockout below stays there) and a lockout at the first failure.
+    env = {"NUXTEST_REDIS_PREFIX": f"procfile-{port}:", "NUXTEST_LOGIN_FAILURE_LIMIT": "1"}
+    proc = live.start("web_procfile", procfile_argv("web", PORT=str(port)), env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         await asyncio.to_thread(wait_http, url + "/healthz", proc, LOGS, 30)
@@ -325,5 +327,18 @@ async def test_the_procfiles_daphne_believes_no_x_forwarded_for_of_a_client(live
             requests.get, url + "/metrics", headers={"X-Forwarded-For": "8.8.8.8"}, timeout=10
         )
         assert spoofed.status_code == 200, spoofed.text[:300]
+        # The lockout's 429 says what it is on the status line too (Twisted's table lacks it).
+        wrong = {"username": "nobody", "password": "not-the-password-1"}
+        locked = await asyncio.to_thread(requests.post, url + "/api/auth/token/", json=wrong, timeout=10)
+        assert (locked.status_code, locked.reason) == (429, "Too Many Requests"), locked.text[:300]
+        # Naming another address does not lift it.
+        again = await asyncio.to_thread(
+            requests.post,
+            url + "/api/auth/token/",
+            json=wrong,
+            headers={"X-Forwarded-For": "10.9.9.9"},
+            timeout=10,
+        )
+        assert again.status_code == 429
     finally:
         live.stop("web_procfile")
