@@ -20,6 +20,8 @@ core to itself. Measures:
    latency is its queue, which any slowdown lengthens); and once more fully on but without
    the Redis instrumentations (no span and no Sentry breadcrumb per Redis command: the
    operator's switches for the costliest part). `--no-telemetry` skips it;
+   `--telemetry-answers` adds each variant's answers-only figure (the answer path alone,
+   without the rooms' set-up that the game figure also holds);
 5. variants: `--variant NAME:KEY=VALUE[,KEY=VALUE]` runs the game measurement again with
    those variables in the server's environment (and its answers-only figure); `--bound`
    adds two: the game with its rooms owned by the web process, without and with the
@@ -578,6 +580,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry on/off comparison")
     parser.add_argument(
+        "--telemetry-answers",
+        action="store_true",
+        help="also the answers-only figure of each telemetry variant (the answer path alone)",
+    )
+    parser.add_argument(
         "--bound",
         action="store_true",
         help="also the game with rooms owned by the web process (loadtest/bound/): an upper bound",
@@ -746,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.duration,
                     )
                 )
-                if args.answer_rooms and (name, env) not in telemetry_variants:
+                if args.answer_rooms and ((name, env) not in telemetry_variants or args.telemetry_answers):
                     stack.stop("game")  # a fresh process, as for the plain answers-only figure
                     url = stack.start_web("game", cpu=server_cpu, env={**GAME_ENV, **env})
                     run(answers_only(url, stack.procs["game"].pid, f"game answers daphne [{name}]"))
@@ -959,6 +966,14 @@ def render(
     pairs.append(
         ("game daphne [telemetry on]", "game daphne [telemetry off]", "telemetry on / off (target ≥ 0.90)")
     )
+    for variant in ("telemetry on", TELEMETRY_WITHOUT_REDIS):  # --telemetry-answers
+        pairs.append(
+            (
+                f"game answers daphne [{variant}]",
+                "game answers daphne [telemetry off]",
+                f"{variant} / off, answers only",
+            )
+        )
     pairs.append(
         (
             f"game daphne [{TELEMETRY_WITHOUT_REDIS}]",
