@@ -112,7 +112,7 @@ class LocustCollector(Collector):
 def _current_percentile(entry: Any, q: float) -> float | None:
     """Locust's percentile over its last ~10 s, or None before it has that window (or when
     its statistics keep no response-time cache)."""
-    if not getattr(entry, "use_response_times_cache", False):
+    if not entry.use_response_times_cache:
         return None
     value = entry.get_current_response_time_percentile(q)
     return None if value is None else float(value)

@@ -17,6 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.e2e.stack import procfile_command
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 COMPOSE_FILES = [p for p in (ROOT / "docker-compose.yml", ROOT / "docker-compose.obs.yml") if p.exists()]
@@ -231,7 +233,7 @@ def test_only_daphne_behind_the_compose_nginx_believes_proxy_headers():
     # test of the Procfile's Daphne shows it).
     cmd = re.search(r"(?m)^CMD (.+)$", dockerfile_stages()[-1])
     assert cmd and "daphne" in cmd.group(1) and "--proxy-headers" not in cmd.group(1)
-    web = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
+    web = procfile_command("web")
     assert "daphne" in web and "--proxy-headers" not in web
 
 

@@ -39,13 +39,18 @@ BIN = Path(sys.executable).parent
 LOGS = ROOT / "tests" / "artifacts" / "e2e-logs" / f"run-{os.getpid()}"
 
 
+def procfile_command(process: str) -> str:
+    """The command line of a process of the Procfile, as written there."""
+    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith(f"{process}:"))
+    return line.split(":", 1)[1].strip()
+
+
 def procfile_argv(process: str, **values: str) -> list[str]:
     """A process of the Procfile as `make run` starts it: its command, `${VAR:-default}`
     filled from `values` (else the default), `VAR=value` prefixes left to the caller's
     environment, and the program taken from this virtualenv."""
-    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith(f"{process}:"))
     command = re.sub(
-        r"\$\{(\w+):-([^}]*)\}", lambda m: values.get(m.group(1), m.group(2)), line.split(":", 1)[1]
+        r"\$\{(\w+):-([^}]*)\}", lambda m: values.get(m.group(1), m.group(2)), procfile_command(process)
     )
     words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=.*", w)]
     return [str(BIN / words[0]), *words[1:]]

@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.stack import ROOT, free_port, procfile_argv
+from tests.e2e.stack import ROOT, free_port, procfile_argv, procfile_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -38,9 +38,8 @@ def online(metrics: str, worker: str) -> float | None:
 
 def test_the_compose_files_flower_purges_offline_workers_as_the_procfiles_does() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    procfile = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("flower:"))
     in_compose = [m.group(1) for w in compose["services"]["flower"]["command"] if (m := PURGE.fullmatch(w))]
-    assert in_compose and in_compose == PURGE.findall(procfile)
+    assert in_compose and in_compose == PURGE.findall(procfile_command("flower"))
 
 
 def test_flower_drops_a_killed_worker_once_its_heartbeats_stop(live) -> None:
