@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -589,6 +590,21 @@ def throttle_take(name: str, *, limit: int, window_seconds: float, now: float) -
         keys=[key("throttle", name)], args=[repr(now), repr(window_seconds), limit, uuid.uuid4().hex]
     )
     return bool(allowed), int(count), float(oldest)
+
+
+@contextlib.contextmanager
+def name_claimed(name: str, *, seconds: int = 10) -> Iterator[bool]:
+    """Hold a username, case aside, while one sign-up checks and creates it: True if this
+    sign-up has it, False if another one is creating that name (or a look-alike) now."""
+    digest = hashlib.sha256(name.lower().encode()).hexdigest()[:32]
+    lock = sync_client().lock(key("signup", digest), timeout=seconds)
+    held = bool(lock.acquire(blocking=False))
+    try:
+        yield held
+    finally:
+        if held:
+            with contextlib.suppress(LockNotOwnedError):  # it outlived `seconds`: nothing to free
+                lock.release()
 
 
 def worker_heartbeat(hostname: str, *, ttl_seconds: int, now: float) -> None:

@@ -17,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from game import services, shutdown, store
+from game import accounts, services, shutdown, store
 from game.api.throttles import ScopedThrottle
 from game.engine import rules
 from game.models import Category
@@ -51,7 +51,13 @@ def signup(request: HttpRequest) -> HttpResponse:
             return response
         form = UserCreationForm(request.POST)
         if form.is_valid():
-            user = form.save()
+            try:
+                user = accounts.create_account(form.cleaned_data["username"], form.cleaned_data["password1"])
+            except accounts.UsernameTaken:
+                form.add_error(
+                    "username", form.instance.unique_error_message(type(form.instance), ["username"])
+                )
+                return render(request, "registration/signup.html", {"form": form})
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             target = request.POST.get("next") or request.GET.get("next") or ""
             if not url_has_allowed_host_and_scheme(

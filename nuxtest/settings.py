@@ -286,7 +286,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["game.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "game.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Anonymous throttles key on the client address (X-Forwarded-For only behind a trusted
@@ -302,7 +302,9 @@ AXES_HANDLER = "game.lockout.AxesRedisCacheHandler"
 AXES_FAILURE_LIMIT = env_int("NUXTEST_LOGIN_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("NUXTEST_LOGIN_COOLOFF_SECONDS", 15 * 60))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_RESET_ON_SUCCESS = True
+# A success takes only that account's own failures off the count (game/lockout.py), not the
+# address's whole count, which an attacker's own log-in would otherwise clear.
+AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "nuxtest.proxy.client_ip"
 AXES_LOCKOUT_CALLABLE = "game.lockout.lockout_response"
 AXES_VERBOSE = False

@@ -19,6 +19,9 @@ class FaviconView(RedirectView):
         return static("game/favicon.svg")
 
 
+# Django's own 400 (a Host not in ALLOWED_HOSTS, say) is JSON under /api/ too.
+handler400 = "game.api.errors.bad_request"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),

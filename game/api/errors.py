@@ -6,8 +6,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -85,3 +87,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         response.data = {"detail": response.data}
     return response
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: `{"detail": ...}` under /api/, Django's page elsewhere.
+
+    Django answers 400 by itself, before any view, for a request it finds suspicious — a
+    `Host` that is not in ALLOWED_HOSTS above all, which every internet scanner sends —
+    and that answer was an HTML page on the API too.
+    """
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        detail = "the Host header names no site served here"
+    else:
+        detail = "the request is malformed"
+    return JsonResponse({"detail": detail}, status=400)

@@ -27,7 +27,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from game import services, store
+from game import accounts, services, store
 from game.api.throttles import ScopedThrottle
 from game.db_router import replica_reads
 from game.engine import rules
@@ -59,6 +59,8 @@ class SignupSerializer(serializers.Serializer):
 
     def validate_username(self, value: str) -> str:
         user_model = get_user_model()
+        # Checked as it will be stored: a full-width "BOB" (U+FF22 ...) is stored "BOB", beside "bob".
+        value = user_model.normalize_username(value)
         field = user_model._meta.get_field("username")
         try:
             for validator in field.validators:
@@ -89,9 +91,10 @@ class SignupView(APIView):
     def post(self, request: Request) -> Response:
         data = SignupSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = get_user_model().objects.create_user(
-            username=data.validated_data["username"], password=data.validated_data["password"]
-        )
+        try:
+            user = accounts.create_account(data.validated_data["username"], data.validated_data["password"])
+        except accounts.UsernameTaken as exc:
+            raise ValidationError({"username": ["this username is taken"]}) from exc
         return Response({"id": user.pk, "username": user.get_username()}, status=status.HTTP_201_CREATED)
 
 
@@ -119,8 +122,9 @@ class TokenObtainView(TokenObtainPairView):
 
     simplejwt authenticates with DRF's request, so the lockout flag that django-axes sets
     lands on that object; it is copied to Django's request, where AxesMiddleware turns it
-    into the 429 of game.lockout.lockout_response. A success resets the address's count,
-    as a log-in through the page does (simplejwt sends no user_logged_in).
+    into the 429 of game.lockout.lockout_response. A success takes that account's own
+    failures off the address's count, as a log-in through the page does (simplejwt sends
+    no user_logged_in).
     """
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,9 @@ class AnswerOutcome:
 # --- Settings and codes ---------------------------------------------------------------------
 
 
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,50}")
+
+
 def settings_validate(raw: Mapping[str, Any]) -> RoomSettings:
     """Check a settings object (missing keys take defaults); raise SettingsError naming every
     bad field, so that a client fixes them all at once."""
@@ -140,8 +144,10 @@ def settings_validate(raw: Mapping[str, Any]) -> RoomSettings:
         else:
             values[name] = int(value) if name in INTEGER_SETTINGS else float(value)
     category = raw.get("category")
-    if category is not None and (not isinstance(category, str) or not category.strip()):
-        errors["category"] = "must be a category slug or null"
+    # A slug's own alphabet and length (Category.slug): anything else names no category,
+    # and some of it (a NUL) no database would even take in a query.
+    if category is not None and (not isinstance(category, str) or not _SLUG.fullmatch(category)):
+        errors["category"] = "must be a category slug (letters, digits, - and _, at most 50) or null"
     if errors:
         (first, message), *rest = errors.items()
         raise SettingsError(first, message, more=dict(rest))

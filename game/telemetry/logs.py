@@ -193,5 +193,9 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             # the access line (`http_request`, with its status) of each refused request; its
             # errors (5xx) always show, its warnings with LOG_LEVEL=DEBUG.
             "django.request": {"level": "DEBUG" if level.upper() == "DEBUG" else "ERROR"},
+            # Django logs every request naming a Host outside ALLOWED_HOSTS at ERROR (a Sentry
+            # event each): that is what internet scanners send, and the access line already
+            # records its 400. Shown with LOG_LEVEL=DEBUG.
+            "django.security.DisallowedHost": {"level": "DEBUG" if level.upper() == "DEBUG" else "CRITICAL"},
         },
     }

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from game.telemetry.collectors import RedisStateCollector
+from nuxtest.proxy import client_ip
 
 _lock = threading.Lock()
 _registered = False
@@ -27,12 +28,22 @@ def _register_once() -> None:
 
 
 def _allowed(request: HttpRequest) -> bool:
-    """Only scrapers on the allowed networks (NUXTEST_METRICS_ALLOWED_NETWORKS) see /metrics."""
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(address in network for network in settings.NUXTEST_METRICS_ALLOWED_NETWORKS)
+    """Only scrapers on the allowed networks (NUXTEST_METRICS_ALLOWED_NETWORKS) see /metrics.
+
+    Both the connecting address and the client behind the trusted proxies (`client_ip`)
+    must be on them: a request that a same-host proxy forwarded from the internet came
+    from 127.0.0.1, and was served before (a security walk-through), while a client that
+    reaches the server itself cannot open it by naming a private address in the header.
+    """
+    candidates = {str(request.META.get("REMOTE_ADDR") or ""), client_ip(request)}
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            return False
+        if not any(address in network for network in settings.NUXTEST_METRICS_ALLOWED_NETWORKS):
+            return False
+    return True
 
 
 @require_GET

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from game import store
 from tests.api.conftest import field_error, plain_error
 from tests.conftest import PASSWORD
 
@@ -52,12 +54,51 @@ def test_a_new_account_can_obtain_a_token_pair(api):
     assert {"access", "refresh"} <= set(response.json())
 
 
-@pytest.mark.parametrize("taken", ["alice", "Alice", "ALICE"])
+@pytest.mark.parametrize(
+    "taken",
+    [
+        "alice",
+        "Alice",
+        "ALICE",
+        # Full-width letters, stored NFKC-normalised as "ALICE" (was created beside "alice")
+        # and "alice" (was a 500 from the unique index): a security walk-through.
+        "\uff21\uff2c\uff29\uff23\uff25",
+        "\uff41\uff4c\uff49\uff43\uff45",
+    ],
+)
 def test_signup_refuses_a_taken_username_with_400_naming_username(api, make_user, taken):
     make_user("alice")
     response = api.post(SIGNUP, {"username": taken, "password": PASSWORD}, format="json")
     field_error(response, "username")
     assert get_user_model().objects.count() == 1
+
+
+def test_signup_stores_the_name_normalised_as_it_checked_it(api):
+    response = api.post(SIGNUP, {"username": "\uff22\uff2f\uff22", "password": PASSWORD}, format="json")
+    assert response.status_code == 201 and response.json()["username"] == "BOB"
+
+
+def test_sign_ups_of_one_name_at_once_make_one_account_and_no_server_error(api, settings):
+    # Ten at once were one account and nine 500s; "racer"/"Racer" at once were two accounts.
+    # The real hasher: its time between the check and the insert is the race's window.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    names = ["racer", "Racer", "RACER", "racer", "rAcer", "racer", "Racer", "racer", "RaceR", "racer"]
+
+    def sign_up(name: str) -> int:
+        return APIClient().post(SIGNUP, {"username": name, "password": PASSWORD}, format="json").status_code
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        codes = sorted(pool.map(sign_up, names))
+    assert codes == [201] + [400] * (len(names) - 1)
+    assert get_user_model().objects.filter(username__iexact="racer").count() == 1
+
+
+def test_a_name_another_sign_up_is_creating_is_taken(api):
+    with store.name_claimed("Carol") as held:
+        assert held
+        field_error(api.post(SIGNUP, {"username": "carol", "password": PASSWORD}, format="json"), "username")
+    assert not get_user_model().objects.filter(username__iexact="carol").exists()
+    assert api.post(SIGNUP, {"username": "carol", "password": PASSWORD}, format="json").status_code == 201
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,36 @@ def test_a_body_over_the_upload_limit_answers_413_with_a_json_detail_and_logs_no
     assert [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}] == []
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/auth/signup/", "/api/auth/token/", "/api/auth/token/refresh/", "/api/rooms/"]
+)
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 3000 + "1" + "}" * 3000])
+def test_a_body_nested_too_deeply_answers_400_with_a_json_detail_and_logs_no_error(
+    api_as, make_user, path, body, caplog
+):
+    # The decoder's RecursionError was an HTML 500 (a security walk-through).
+    response = api_as(make_user("alice")).post(path, body, content_type="application/json")
+    assert "nested too deeply" in plain_error(response, 400)["detail"]
+    assert [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}] == []
+
+
+@pytest.mark.parametrize("path", ["/api/leaderboard/", "/api/no-such-endpoint/", "/api/auth/token/"])
+def test_a_host_outside_allowed_hosts_answers_400_with_a_json_detail_and_logs_no_error(
+    api, path, settings, caplog
+):
+    # Every scanner's request was an HTML 400 and an ERROR line (a Sentry event).
+    settings.ALLOWED_HOSTS = ["testserver"]
+    response = api.get(path, HTTP_HOST="scanner.invalid")
+    assert "Host" in plain_error(response, 400)["detail"]
+    assert [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}] == []
+
+
+def test_a_host_outside_allowed_hosts_still_gets_a_page_outside_the_api(client, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    response = client.get("/", HTTP_HOST="scanner.invalid")
+    assert response.status_code == 400 and response["Content-Type"].startswith("text/html")
+
+
 def test_a_session_post_without_a_csrf_token_answers_403_with_a_detail(make_user, questions):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(make_user("alice"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from game import store
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,6 +82,17 @@ def test_signing_up_with_a_taken_username_creates_nobody(client, make_user):
     )
     assert response.status_code == 200
     assert get_user_model().objects.filter(username="alice").count() == 1
+    assert logged_in_user_id(client) is None
+
+
+def test_signing_up_a_name_another_sign_up_is_creating_shows_it_taken(client):
+    # The page's check and insert raced into the unique index's 500 before.
+    with store.name_claimed("dave"):
+        response = client.post(
+            "/accounts/signup/", {"username": "Dave", "password1": PASSWORD, "password2": PASSWORD}
+        )
+    assert response.status_code == 200 and b"already exists" in response.content
+    assert not get_user_model().objects.filter(username__iexact="dave").exists()
     assert logged_in_user_id(client) is None
 
 

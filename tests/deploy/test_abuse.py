@@ -93,6 +93,29 @@ def test_the_login_page_locks_an_address_out_with_a_page(client, make_user):
     assert ok.status_code == 302
 
 
+def test_a_success_forgives_only_that_accounts_own_failures(client, make_user):
+    # An attacker with an account of their own used to clear the address's whole count
+    # by logging in: unlimited guesses, nine at a time (a security walk-through).
+    make_user("alice")
+    make_user("bob")
+    for _ in range(2):
+        assert token("203.0.113.5", "guess-1", username="alice").status_code == 401
+    assert token("203.0.113.5", PASSWORD, username="bob").status_code == 200
+    assert login(client, "203.0.113.5", PASSWORD, username="bob").status_code == 302
+    assert_api_lockout(token("203.0.113.5", "guess-2", username="alice"))
+    assert_api_lockout(token("203.0.113.5", PASSWORD, username="bob"))
+
+
+def test_a_success_takes_its_own_failures_off_and_leaves_the_others(make_user):
+    make_user("alice")
+    make_user("bob")
+    assert token("203.0.113.5", "guess-1", username="alice").status_code == 401
+    assert token("203.0.113.5", "typo-1", username="bob").status_code == 401
+    assert token("203.0.113.5", PASSWORD, username="bob").status_code == 200  # bob's typo forgiven
+    assert token("203.0.113.5", "guess-2", username="alice").status_code == 401  # 2 of 3
+    assert_api_lockout(token("203.0.113.5", "guess-3", username="alice"))
+
+
 def test_a_success_before_the_limit_resets_the_count(client, make_user):
     make_user("alice")
     for _ in range(2):

@@ -37,6 +37,27 @@ def test_a_forged_x_forwarded_for_does_not_open_metrics_to_a_public_address(clie
     assert response.status_code == 403
 
 
+@pytest.mark.parametrize("forwarded", ["203.0.113.5", "10.0.0.1, 203.0.113.5"])
+def test_behind_a_trusted_proxy_on_the_same_host_a_public_client_gets_403(client, settings, forwarded):
+    # A proxy on the same host connects from 127.0.0.1: the client it names is what counts
+    # (served before: a security walk-through).
+    settings.NUXTEST_TRUSTED_PROXY_COUNT = 1
+    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+    assert response.status_code == 403
+
+
+def test_behind_a_trusted_proxy_a_private_client_and_a_direct_scrape_get_the_exposition(client, settings):
+    settings.NUXTEST_TRUSTED_PROXY_COUNT = 1
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.0.3.4").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="10.0.3.4").status_code == 200
+
+
+def test_a_public_client_naming_a_private_address_past_the_proxy_gets_403(client, settings):
+    settings.NUXTEST_TRUSTED_PROXY_COUNT = 1
+    response = client.get("/metrics", REMOTE_ADDR="203.0.113.5", HTTP_X_FORWARDED_FOR="10.0.0.1")
+    assert response.status_code == 403
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

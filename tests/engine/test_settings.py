@@ -29,8 +29,20 @@ def test_every_bad_field_is_named_at_once_the_first_one_first():
         "extra": "unknown setting",
         "rounds": "must be between 1 and 20",
         "answer_seconds": "must be a number",
-        "category": "must be a category slug or null",
+        "category": "must be a category slug (letters, digits, - and _, at most 50) or null",
     }
+
+
+@pytest.mark.parametrize(
+    "category", ["a\u0000b", " science", "science ", "sci/ence", "x" * 51, "naïve", 7, ["science"]]
+)
+def test_a_category_that_cannot_be_a_slug_is_refused_naming_it(category):
+    # A NUL reached PostgreSQL and came back a 500 (a security walk-through).
+    assert refused_field({"category": category}) == "category"
+
+
+def test_a_category_slug_passes_to_be_looked_up():
+    assert rules.settings_validate({"category": "world-history_2"}).category == "world-history_2"
 
 
 def test_empty_settings_take_the_documented_defaults():
