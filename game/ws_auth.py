@@ -14,11 +14,11 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 
@@ -32,15 +32,12 @@ def header(scope: dict[str, Any], name: bytes) -> bytes | None:
 
 @database_sync_to_async
 def _user_for_token(raw: str) -> Any:
+    """The token's user as the HTTP API sees it (simplejwt's own checks: the account exists,
+    is active, and its password has not changed since the token was issued), else anonymous."""
     try:
-        token = AccessToken(raw)  # type: ignore[arg-type]
-        user_id = token[jwt_settings.USER_ID_CLAIM]
-    except (TokenError, KeyError):
+        return JWTAuthentication().get_user(AccessToken(raw))  # type: ignore[arg-type]
+    except (TokenError, InvalidToken, AuthenticationFailed):
         return AnonymousUser()
-    user = get_user_model().objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first()
-    if user is None or not user.is_active:
-        return AnonymousUser()
-    return user
 
 
 class BearerOrSessionAuthMiddleware(BaseMiddleware):

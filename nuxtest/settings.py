@@ -28,10 +28,15 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 
 def _secret_key() -> str:
     key_file = env_str("SECRET_KEY_FILE")
-    if key_file:
-        return Path(key_file).read_text().strip()
-    key = env_str("SECRET_KEY")
+    key = Path(key_file).read_text().strip() if key_file else env_str("SECRET_KEY")
     if key:
+        # It signs sessions and every JWT: a short one can be guessed offline from any token.
+        # Django's own bar (check --deploy, security.W009), enforced rather than warned of.
+        if PRODUCTION and (len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-")):
+            raise ImproperlyConfigured(
+                "SECRET_KEY (or SECRET_KEY_FILE) is too weak for production: use at least 50 random"
+                " characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            )
         return key
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set in production")
@@ -321,6 +326,10 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 30)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1)),
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a digest of the account's password hash: a password changed (by an admin,
+    # for a compromised account) refuses every token issued before, on the API, the
+    # refresh and the WebSocket handshake alike.
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 # --- Game --------------------------------------------------------------------------------

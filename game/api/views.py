@@ -25,6 +25,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_api_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from game import accounts, services, store
@@ -99,16 +101,29 @@ class SignupView(APIView):
 
 
 class RefreshSerializer(TokenRefreshSerializer):
-    """simplejwt's refresh, with a token of a deleted account refused (401), not a 500.
+    """simplejwt's refresh, with a token of a deleted account refused (401), not a 500, and
+    one issued before the account's password changed refused too.
 
-    simplejwt 5.5.1 looks the token's user up with `.get()` and lets DoesNotExist escape.
+    simplejwt 5.5.1 looks the token's user up with `.get()` and lets DoesNotExist escape,
+    and checks the password claim (CHECK_REVOKE_TOKEN) only where an access token is used:
+    the refresh answered 200 with an access token that nothing would take.
     """
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        refresh = self.token_class(attrs["refresh"])
+        user_id = refresh.get(jwt_api_settings.USER_ID_CLAIM)
+        if user_id is None:
+            raise InvalidToken("the token names no account")
         try:
-            return super().validate(attrs)
+            data = super().validate(attrs)
+            user = get_user_model().objects.get(**{jwt_api_settings.USER_ID_FIELD: user_id})
         except get_user_model().DoesNotExist as exc:
             raise InvalidToken("the account of this token no longer exists") from exc
+        if jwt_api_settings.CHECK_REVOKE_TOKEN and refresh.get(
+            jwt_api_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise InvalidToken("the account's password has changed since this token was issued: log in again")
+        return data
 
 
 class TokenRefresh(TokenRefreshView):

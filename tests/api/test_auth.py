@@ -218,6 +218,24 @@ def test_a_refresh_token_of_a_deleted_account_answers_401_not_a_server_error(api
     plain_error(response, 401)
 
 
+def test_a_password_change_revokes_every_token_issued_before(api, make_user):
+    # An admin resetting a compromised account's password left its tokens working for a
+    # day (a security walk-through).
+    alice = make_user("alice")
+    pair = api.post(TOKEN, {"username": "alice", "password": PASSWORD}, format="json").json()
+    assert with_bearer(pair["access"]).get(ME).status_code == 200
+    alice.set_password("a-new-long-password-7")
+    alice.save()
+    plain_error(with_bearer(pair["access"]).get(ME), 401)
+    assert (
+        "password has changed"
+        in plain_error(api.post(REFRESH, {"refresh": pair["refresh"]}, format="json"), 401)["detail"]
+    )
+    fresh = api.post(TOKEN, {"username": "alice", "password": "a-new-long-password-7"}, format="json").json()
+    assert with_bearer(fresh["access"]).get(ME).status_code == 200
+    assert api.post(REFRESH, {"refresh": fresh["refresh"]}, format="json").status_code == 200
+
+
 def test_a_garbage_refresh_token_answers_401_with_a_detail(api):
     response = api.post(REFRESH, {"refresh": "garbage"}, format="json")
     plain_error(response, 401)

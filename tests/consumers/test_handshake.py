@@ -90,7 +90,7 @@ async def test_a_local_origin_without_credentials_is_refused_with_4401(make_user
     assert await room_dict(code) == before
 
 
-@pytest.mark.parametrize("kind", ["garbage", "expired", "refresh_token", "deleted_user"])
+@pytest.mark.parametrize("kind", ["garbage", "expired", "refresh_token", "deleted_user", "password_changed"])
 async def test_a_bad_bearer_token_is_refused_with_4401(make_user, kind):
     alice, mallory = await users(make_user, "alice", "mallory")
     code = await room_new(alice)
@@ -100,9 +100,13 @@ async def test_a_bad_bearer_token_is_refused_with_4401(make_user, kind):
         token = await sync_to_async(expired_token)(mallory)
     elif kind == "refresh_token":
         token = str(await sync_to_async(RefreshToken.for_user)(mallory))
-    else:
+    elif kind == "deleted_user":
         token = str(await sync_to_async(AccessToken.for_user)(mallory))
         await sync_to_async(mallory.delete)()
+    else:
+        token = str(await sync_to_async(AccessToken.for_user)(mallory))
+        mallory.set_password("a-new-long-password-7")
+        await sync_to_async(mallory.save)()
     before = await room_dict(code)
     assert await refused_with(code, token=token) == 4401
     assert await refused_with(code, token=token, origin=ORIGIN) == 4401

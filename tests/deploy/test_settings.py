@@ -23,6 +23,28 @@ def test_production_refuses_to_start_without(missing):
     assert missing in result.stderr
 
 
+@pytest.mark.parametrize("weak", ["abc", "x" * 60, "django-insecure-" + "Qm9yZ2V0LXRoaXMta2V5LWl0" * 3])
+@pytest.mark.parametrize("source", ["SECRET_KEY", "SECRET_KEY_FILE"])
+def test_production_refuses_to_start_with_a_weak_secret_key(tmp_path, weak, source):
+    # It signs every JWT: "abc" started in production before (a security walk-through).
+    if source == "SECRET_KEY_FILE":
+        key_file = tmp_path / "secret"
+        key_file.write_text(weak)
+        env = production_env(SECRET_KEY=None, SECRET_KEY_FILE=str(key_file))
+    else:
+        env = production_env(SECRET_KEY=weak)
+    result = run_python(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "too weak" in result.stderr
+
+
+def test_development_keeps_any_secret_key():
+    script = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    result = run_python(["-c", script], production_env(NUXTEST_ENV="development", SECRET_KEY="abc"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "abc"
+
+
 def test_production_reads_the_secret_key_from_a_file(tmp_path):
     key_file = tmp_path / "secret"
     key_file.write_text("from-a-file-" + "k" * 60 + "\n")
