@@ -266,7 +266,8 @@ class _Authenticated(HttpUser):
                     r.failure(failed)
                     raise StopUser(failed)
                 r.success()  # an expired or foreign refresh token
-            if _claims(self.account["refresh"]).get("exp", 0) > time.time():
+                revoked = "password has changed" in r.text  # or issued before that rule
+            if not revoked and _claims(self.account["refresh"]).get("exp", 0) > time.time():
                 # Unexpired yet refused: this server does not know the account (another
                 # database). Sign up anew rather than log in and fail, which login-lockout
                 # protection would count against the load generator's address.

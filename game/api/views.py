@@ -30,6 +30,7 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from game import accounts, services, store
+from game.api.parsers import SettingsJSONParser
 from game.api.throttles import ScopedThrottle
 from game.db_router import replica_reads
 from game.engine import rules
@@ -158,6 +159,7 @@ class TokenObtainView(TokenObtainPairView):
 class RoomCreateView(APIView):
     """POST /api/rooms/: create a room hosted by the caller."""
 
+    parser_classes = [SettingsJSONParser]
     throttle_classes = [ScopedThrottle]
     throttle_scope = "rooms"
 
