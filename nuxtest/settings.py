@@ -48,6 +48,11 @@ SECRET_KEY = _secret_key()
 
 if PRODUCTION and not env_list("ALLOWED_HOSTS", []):
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production (comma-separated host names)")
+# Flower shows every task with its arguments and the broker's address: in production it
+# is not served without a log-in, whatever interface it listens on (the compose file's
+# `:?` says the same; the Procfile ran it open on 127.0.0.1, to any local user or tunnel).
+if PRODUCTION and env_str("NUXTEST_SERVICE") == "flower" and not env_str("FLOWER_BASIC_AUTH"):
+    raise ImproperlyConfigured("FLOWER_BASIC_AUTH (user:password) must be set to run Flower in production")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

@@ -45,6 +45,22 @@ def test_development_keeps_any_secret_key():
     assert result.stdout.strip() == "abc"
 
 
+def test_flower_refuses_to_start_in_production_without_its_log_in():
+    # It shows every task's arguments: the Procfile ran it open (a security walk-through).
+    result = run_python(["-c", "import django; django.setup()"], production_env(NUXTEST_SERVICE="flower"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "FLOWER_BASIC_AUTH" in result.stderr
+    with_login = production_env(NUXTEST_SERVICE="flower", FLOWER_BASIC_AUTH="ops:a-long-password-7")
+    assert run_python(["-c", "import django; django.setup()"], with_login).returncode == 0
+    # The other processes do not need it.
+    assert (
+        run_python(
+            ["-c", "import django; django.setup()"], production_env(NUXTEST_SERVICE="worker")
+        ).returncode
+        == 0
+    )
+
+
 def test_production_reads_the_secret_key_from_a_file(tmp_path):
     key_file = tmp_path / "secret"
     key_file.write_text("from-a-file-" + "k" * 60 + "\n")
