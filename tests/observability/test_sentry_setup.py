@@ -45,3 +45,25 @@ def test_sentry_runs_its_integrations_and_redis_breadcrumbs_can_be_switched_off(
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == expected
+
+
+def test_before_send_filters_secret_values_in_urls_query_strings_and_text():
+    # A security walk-through found `?password=…` and `sessionid=…` left in an event's URL,
+    # query string, breadcrumbs and exception text.
+    from game.telemetry.sentry import before_send
+
+    event = {
+        "request": {
+            "url": "https://quiz.example.com/accounts/login/?next=/&password=hunter2",
+            "query_string": "access=eyJhbGciOi.x.y&password=hunter2&page=2",
+            "headers": {"Authorization": "Bearer abc.def", "User-Agent": "curl"},
+        },
+        "exception": {"values": [{"value": "bad login password=hunter2 sessionid=s3cr3t; room ABCD23"}]},
+        "breadcrumbs": {"values": [{"data": {"url": "/api/x?token=t0k3n&csrfmiddlewaretoken=c5rf"}}]},
+    }
+    text = repr(before_send(event, {}))
+    for secret in ("hunter2", "s3cr3t", "t0k3n", "c5rf", "abc.def", "eyJhbGciOi"):
+        assert secret not in text, secret
+    # What is not secret stays readable.
+    assert "next=/" in text and "page=2" in text and "room ABCD23" in text and "curl" in text
+    assert "password=[Filtered]" in text
