@@ -213,3 +213,15 @@ def test_favicon_ico_leads_to_the_games_icon(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 301
     assert response["Location"].endswith("/game/favicon.svg")
+
+
+def test_a_form_without_its_csrf_token_gets_the_sites_own_403_page(make_user):
+    # Django's own page carries an inline <style> that the CSP blocks: it showed unstyled.
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(
+        "/accounts/login/", {"username": "alice", "password": PASSWORD}
+    )
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert 'id="csrf-failed"' in body and "<style" not in body and " style=" not in body
