@@ -188,6 +188,13 @@ def test_flower_needs_basic_auth_and_listens_on_loopback():
     assert all(str(p).startswith("127.0.0.1:") for p in flower["ports"])
 
 
+def test_the_database_password_has_no_default():
+    # It fell back to "nuxtest" in both the database and the app (a security walk-through).
+    postgres, web = services()["postgres"], services()["web1"]
+    assert ":?" in environment(postgres)["POSTGRES_PASSWORD"]
+    assert ":?" in environment(web)["DATABASE_URL"] and ":-" not in environment(web)["DATABASE_URL"]
+
+
 def test_only_nginx_publishes_public_ports():
     for name, service in services().items():
         for port in service.get("ports", []):
