@@ -26,13 +26,19 @@ PRODUCTION = NUXTEST_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 
+# Published here, so refused in production even when set by hand.
+_DEV_KEY = "dev-insecure-nuxtest-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 def _secret_key() -> str:
     key_file = env_str("SECRET_KEY_FILE")
     key = Path(key_file).read_text().strip() if key_file else env_str("SECRET_KEY")
     if key:
         # It signs sessions and every JWT: a short one can be guessed offline from any token.
         # Django's own bar (check --deploy, security.W009), enforced rather than warned of.
-        if PRODUCTION and (len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-")):
+        if PRODUCTION and (
+            len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-") or key == _DEV_KEY
+        ):
             raise ImproperlyConfigured(
                 "SECRET_KEY (or SECRET_KEY_FILE) is too weak for production: use at least 50 random"
                 " characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
@@ -41,7 +47,7 @@ def _secret_key() -> str:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set in production")
     # A fixed key so that several local processes share sessions; never used in production.
-    return "dev-insecure-nuxtest-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+    return _DEV_KEY
 
 
 SECRET_KEY = _secret_key()
@@ -51,8 +57,12 @@ if PRODUCTION and not env_list("ALLOWED_HOSTS", []):
 # Flower shows every task with its arguments and the broker's address: in production it
 # is not served without a log-in, whatever interface it listens on (the compose file's
 # `:?` says the same; the Procfile ran it open on 127.0.0.1, to any local user or tunnel).
-if PRODUCTION and env_str("NUXTEST_SERVICE") == "flower" and not env_str("FLOWER_BASIC_AUTH"):
-    raise ImproperlyConfigured("FLOWER_BASIC_AUTH (user:password) must be set to run Flower in production")
+if PRODUCTION and env_str("NUXTEST_SERVICE") == "flower":
+    _credentials = [pair.partition(":") for pair in env_str("FLOWER_BASIC_AUTH").split(",")]
+    if not all(user and sep and password for user, sep, password in _credentials):
+        raise ImproperlyConfigured(
+            "FLOWER_BASIC_AUTH (user:password, neither empty) must be set to run Flower in production"
+        )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

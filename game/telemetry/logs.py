@@ -22,7 +22,8 @@ from game.telemetry import context, tracing
 # Set by game.telemetry.setup for this process (web, worker, beat, manage); Flower, which
 # does not run that set-up, is named by NUXTEST_SERVICE alone.
 SERVICE = os.environ.get("NUXTEST_SERVICE", "nuxtest")
-ENVIRONMENT = "development"
+# Lines written before that set-up (or in Flower) said "development" in production.
+ENVIRONMENT = os.environ.get("NUXTEST_ENV", "development")
 
 # Names that must never reach a log line as a field.
 SECRET_FIELDS = re.compile(r"pass(word)?|token|secret|authorization|cookie|session|csrf|jwt", re.I)

@@ -19,12 +19,17 @@ _SECRET_KEY = re.compile(
     r"pass(word|wd)?|token|secret|authorization|cookie|session|csrf|jwt|api[-_]?key|refresh|access", re.I
 )
 # A bearer value or a JWT inside free text (a message, a URL, a local variable's repr), and
-# the value of a secret-named `key=value` (a query string: `?password=…`, `sessionid=…`).
+# the value of a secret-named key in it: `?password=…`, `password1=…` (the sign-up form's),
+# `password%3D…` (URL-encoded), `{'password': '…'}` (a dict's repr).
+_SENSITIVE_NAME = (
+    r"(?:pass(?:word|wd)?|pwd|token|secret|session(?:id)?|csrf(?:token|middlewaretoken)?|jwt|api[-_]?key"
+    r"|refresh|access|auth(?:orization)?)[A-Za-z0-9_-]*"
+)
 _SECRET_TEXT = re.compile(
     r"(Bearer\s+)[A-Za-z0-9._~+/=-]+"
     r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9._-]+"
-    r"|((?:pass(?:word|wd)?|token|secret|session(?:id)?|csrf(?:token|middlewaretoken)?|jwt|api[-_]?key"
-    r"|refresh|access|authorization)=)[^&\s\"',;]+",
+    rf"|({_SENSITIVE_NAME}(?:=|%3D))[^&\s\"',;]+"
+    rf"|(['\"]{_SENSITIVE_NAME}['\"]\s*:\s*['\"]?)[^'\"\s,}}]+",
     re.I,
 )
 FILTERED = "[Filtered]"
@@ -50,7 +55,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
             return [value[0], FILTERED]
         return [_scrub(v, depth + 1) for v in value]
     if isinstance(value, str):
-        return _SECRET_TEXT.sub(lambda m: (m.group(1) or m.group(2) or "") + FILTERED, value)
+        return _SECRET_TEXT.sub(lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + FILTERED, value)
     return value
 
 

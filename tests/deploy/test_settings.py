@@ -23,7 +23,16 @@ def test_production_refuses_to_start_without(missing):
     assert missing in result.stderr
 
 
-@pytest.mark.parametrize("weak", ["abc", "x" * 60, "django-insecure-" + "Qm9yZ2V0LXRoaXMta2V5LWl0" * 3])
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "abc",
+        "x" * 60,
+        "django-insecure-" + "Qm9yZ2V0LXRoaXMta2V5LWl0" * 3,
+        # The development key is published in the settings module (a re-check found it passing).
+        "dev-insecure-nuxtest-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz",
+    ],
+)
 @pytest.mark.parametrize("source", ["SECRET_KEY", "SECRET_KEY_FILE"])
 def test_production_refuses_to_start_with_a_weak_secret_key(tmp_path, weak, source):
     # It signs every JWT: "abc" started in production before (a security walk-through).
@@ -50,6 +59,12 @@ def test_flower_refuses_to_start_in_production_without_its_log_in():
     result = run_python(["-c", "import django; django.setup()"], production_env(NUXTEST_SERVICE="flower"))
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "FLOWER_BASIC_AUTH" in result.stderr
+    for empty in ("ops:", "ops", ":pw", "ops:pw,admin:"):  # an empty password let anyone in
+        refused = run_python(
+            ["-c", "import django; django.setup()"],
+            production_env(NUXTEST_SERVICE="flower", FLOWER_BASIC_AUTH=empty),
+        )
+        assert refused.returncode != 0 and "FLOWER_BASIC_AUTH" in refused.stderr, empty
     with_login = production_env(NUXTEST_SERVICE="flower", FLOWER_BASIC_AUTH="ops:a-long-password-7")
     assert run_python(["-c", "import django; django.setup()"], with_login).returncode == 0
     # The other processes do not need it.
@@ -59,6 +74,14 @@ def test_flower_refuses_to_start_in_production_without_its_log_in():
         ).returncode
         == 0
     )
+
+
+def test_log_lines_say_production_before_any_set_up():
+    # Flower's lines, and beat's first ones, said "development" in production (a re-check).
+    script = "from game.telemetry import logs; print(logs.ENVIRONMENT)"
+    result = run_python(["-c", script], production_env(NUXTEST_SERVICE="flower"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "production"
 
 
 def test_production_reads_the_secret_key_from_a_file(tmp_path):

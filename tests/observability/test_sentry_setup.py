@@ -59,6 +59,9 @@ def test_before_send_filters_secret_values_in_urls_query_strings_and_text():
             "headers": {"Authorization": "Bearer abc.def", "User-Agent": "curl"},
         },
         "exception": {"values": [{"value": "bad login password=hunter2 sessionid=s3cr3t; room ABCD23"}]},
+        "message": (
+            "form password1=hunter2&password2=hunter2 next%3D/ password%3Dhunter2 {'pwd': 'hunter2', 'n': 3}"
+        ),
         "breadcrumbs": {"values": [{"data": {"url": "/api/x?token=t0k3n&csrfmiddlewaretoken=c5rf"}}]},
     }
     text = repr(before_send(event, {}))
@@ -66,4 +69,5 @@ def test_before_send_filters_secret_values_in_urls_query_strings_and_text():
         assert secret not in text, secret
     # What is not secret stays readable.
     assert "next=/" in text and "page=2" in text and "room ABCD23" in text and "curl" in text
+    assert "next%3D/" in text and "'n': 3" in text
     assert "password=[Filtered]" in text
