@@ -15,21 +15,21 @@ from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 from game.telemetry import context, tracing
 from nuxtest.env import env_bool
 
-_SECRET_KEY = re.compile(
-    r"pass(word|wd)?|token|secret|authorization|cookie|session|csrf|jwt|api[-_]?key|refresh|access", re.I
+_SENSITIVE_NAMES = (
+    r"pass(?:word|wd)?|token|secret|authorization|cookie|session|csrf|jwt|api[-_]?key|refresh|access"
 )
+# A key of the event (anywhere in it) whose value is dropped.
+_SECRET_KEY = re.compile(_SENSITIVE_NAMES, re.I)
 # A bearer value or a JWT inside free text (a message, a URL, a local variable's repr), and
 # the value of a secret-named key in it: `?password=…`, `password1=…` (the sign-up form's),
-# `password%3D…` (URL-encoded), `{'password': '…'}` (a dict's repr).
-_SENSITIVE_NAME = (
-    r"(?:pass(?:word|wd)?|pwd|token|secret|session(?:id)?|csrf(?:token|middlewaretoken)?|jwt|api[-_]?key"
-    r"|refresh|access|auth(?:orization)?)[A-Za-z0-9_-]*"
-)
+# `sessionid=…`, `password%3D…` (URL-encoded), `{'password': '…'}` (a dict's repr). In text
+# the short `pwd` and `auth` count too, followed by `=` or `:` as they are there.
+_NAME_IN_TEXT = rf"(?:{_SENSITIVE_NAMES}|pwd|auth)[A-Za-z0-9_-]*"
 _SECRET_TEXT = re.compile(
     r"(Bearer\s+)[A-Za-z0-9._~+/=-]+"
     r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9._-]+"
-    rf"|({_SENSITIVE_NAME}(?:=|%3D))[^&\s\"',;]+"
-    rf"|(['\"]{_SENSITIVE_NAME}['\"]\s*:\s*['\"]?)[^'\"\s,}}]+",
+    rf"|({_NAME_IN_TEXT}(?:=|%3D))[^&\s\"',;]+"
+    rf"|(['\"]{_NAME_IN_TEXT}['\"]\s*:\s*['\"]?)[^'\"\s,}}]+",
     re.I,
 )
 FILTERED = "[Filtered]"
