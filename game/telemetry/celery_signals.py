@@ -39,12 +39,40 @@ _hostname = ""
 _FORKING_POOLS = {"celery.concurrency.prefork"}
 _traces_per_process = False
 _stop = threading.Event()
+_STDOUT = 1  # the file descriptor Celery writes its notices to (sys.__stdout__)
 
 
 @signals.setup_logging.connect
 def _logging_setup(**_: Any) -> None:
     # Celery keeps Django's LOGGING (JSON on stdout) instead of installing its own handlers.
     logging.config.dictConfig(settings.LOGGING)
+    from celery.apps import worker as celery_worker
+
+    celery_worker.safe_say = _say  # type: ignore[attr-defined]  # (celery's stubs lack it)
+
+
+def _say(msg: str, f: Any = None) -> None:
+    """Celery's own notices to the terminal ("worker: Warm shutdown (MainProcess)") as log lines.
+
+    Celery writes them from its signal handlers with a bare os.write, past logging: they
+    were the worker's only lines that were not JSON. They are formatted here by the stdout
+    handler and written the same way, so no lock is taken inside a signal handler.
+    """
+    text = msg.strip()
+    notices = logging.getLogger("celery.apps.worker")
+    if not text or not notices.isEnabledFor(logging.INFO):
+        return
+    record = notices.makeRecord(notices.name, logging.INFO, __file__, 0, text, (), None)
+    record.event = "celery_worker_notice"
+    line = text
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == "stdout":
+            handler.filter(record)
+            line = handler.format(record)
+    try:
+        os.write(_STDOUT, f"{line}\n".encode())
+    except OSError:
+        pass  # no terminal left: the notice is not worth failing the shutdown for
 
 
 @signals.beat_init.connect

@@ -295,6 +295,27 @@ async def test_every_log_line_is_json_and_one_answer_shares_its_trace_id(live):
     assert {r["service"] for r in records} >= {"web", "worker"}
 
 
+def test_a_worker_told_to_stop_says_so_in_a_json_line(live):
+    # Celery writes its shutdown notice past logging, from its signal handler: it was the
+    # worker's one plain-text line (game.telemetry.celery_signals._say).
+    live.start_worker("worker_stopping")
+    try:
+        live.stop("worker_stopping")
+    finally:
+        live.worker_metrics.pop("worker_stopping", None)
+    text = (LOGS / "worker_stopping.log").read_text()
+    records = []
+    for line in filter(str.strip, text.splitlines()):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not JSON: {line[:200]}")
+    notices = [r for r in records if r["event"] == "celery_worker_notice"]
+    assert [r["message"] for r in notices] == ["worker: Warm shutdown (MainProcess)"]
+    assert notices[0]["service"] == "worker" and notices[0]["level"] == "info"
+    assert RFC3339_UTC.match(notices[0]["timestamp"])
+
+
 async def test_one_trace_holds_the_frame_the_timer_task_the_round_close_and_the_broadcast(live, otlp):
     game = await play(live)
 
