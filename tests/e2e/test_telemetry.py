@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.client import PASSWORD, Player, api, new_player, signup
@@ -441,6 +442,83 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
     # Header and cookie names may appear (with "[Filtered]" values); no credential may.
     assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}", raw), "a JWT reached Sentry"
     assert not re.search(r"Bearer\s+(?!\[Filtered\])\S", raw), "a bearer credential reached Sentry"
+
+
+async def test_one_slow_answer_leads_from_its_exemplar_to_its_trace_its_log_lines_and_its_sentry_event(
+    live, otlp, sentry_server
+):
+    """The walk the instrumentation issue is done by, on one answer: slow, and failing under it."""
+    player = new_player(live.url)
+    offsets = log_offsets()
+    try:
+        r = api(
+            live.url,
+            player.token,
+            "POST",
+            "/api/rooms/",
+            json={"rounds": 2, "answer_seconds": 10, "reveal_seconds": 0},
+        )
+        code = r.json()["code"]
+        await player.connect(code)
+        await player.send({"type": "start"})
+        await player.next("question")
+        # Slow answer handling, and the channel layer failing under the round close it causes.
+        manage(live, "faults", "set", "answer_delay_ms=700", "channel_layer_fail=true")
+        await asyncio.sleep(0.5)  # every process's copy of the flags is at most 0.2 s old
+        sent = time.time()
+        await player.send({"type": "answer", "round": 1, "option": 0})
+        assert (await player.next("error"))["code"] == "internal_error"
+    finally:
+        manage(live, "faults", "clear")
+        await player.close()
+
+    # From the latency histogram's exemplar (OpenMetrics) to the slow answer's trace id.
+    om = requests.get(
+        f"{live.url}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=10
+    ).text
+    slow = [
+        sample.exemplar
+        for family in openmetrics_families(om)
+        for sample in family.samples
+        if sample.name == "nuxtest_ws_message_duration_seconds_bucket"
+        and sample.labels.get("type") == "answer"
+        and sample.exemplar is not None
+        and sample.exemplar.value >= 0.7
+        and float(sample.exemplar.timestamp or 0) >= sent
+    ]
+    assert len(slow) == 1, slow
+    trace_id = slow[0].labels["trace_id"]
+
+    # From the trace id to the trace: the answer's frame, the round close it caused, the failure.
+    def answer_span(s: dict[str, Any]) -> bool:
+        return s["trace_id"] == trace_id and s["name"] == "ws.answer"
+
+    def failed(spans: list[dict[str, Any]]) -> bool:
+        return any(
+            s["trace_id"] == trace_id and any("exception.type" in e for e in s["events"]) for s in spans
+        )
+
+    trace = [s for s in spans_of(otlp, answer_span, complete=failed) if s["trace_id"] == trace_id]
+    answers = [s for s in trace if s["name"] == "ws.answer"]
+    assert len(answers) == 1, f"no ws.answer span in the exemplar's trace {trace_id}"
+    answer = answers[0]
+    assert answer["service"] == "nuxtest-web"
+    assert answer["attributes"]["nuxtest.room"] == code and answer["attributes"]["nuxtest.round"] == 1
+    assert answer["attributes"]["enduser.id"] == player.user_id
+    assert {s["name"] for s in trace} >= {"ws.answer", "round_close"}, sorted(s["name"] for s in trace)
+    assert failed(trace), trace
+
+    # From the trace to its log lines: the answer handled, then the failure, in the same trace.
+    lines = [json.loads(line) for line in new_log_lines(offsets)["web1"] if line.startswith("{")]
+    events = [r["event"] for r in lines if r.get("trace_id") == trace_id]
+    assert "answer_received" in events and "ws_frame_failed" in events, events
+    failure = next(r for r in lines if r.get("trace_id") == trace_id and r["event"] == "ws_frame_failed")
+    assert failure["level"] == "error" and failure["room"] == code and failure["round"] == 1
+
+    # From the trace to its Sentry event, and back by the event's trace link.
+    event = wait_event(sentry_server, code, "1")
+    assert event["tags"]["trace_id"] == trace_id
+    assert event["contexts"]["trace"]["trace_id"] == trace_id
 
 
 def wait_event(sentry_server: Any, room: str, round_number: str, timeout: float = 15) -> dict[str, Any]:
