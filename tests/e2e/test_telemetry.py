@@ -391,22 +391,8 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
     player = new_player(live.url)
     try:
         # Consumer: the channel layer fails while an answer closes the round.
-        r = api(
-            live.url,
-            player.token,
-            "POST",
-            "/api/rooms/",
-            json={"rounds": 2, "answer_seconds": 5, "reveal_seconds": 0},
-        )
-        code = r.json()["code"]
-        await player.connect(code)
-        await player.send({"type": "start"})
-        await player.next("question")
-        manage(live, "faults", "set", "channel_layer_fail=true")
-        await asyncio.sleep(0.5)  # every process's copy of the flags is at most 0.2 s old
-        await player.send({"type": "answer", "round": 1, "option": 0})
-        error = await player.next("error")
-        assert error["code"] == "internal_error"
+        code = await playing_alone(live, player, answer_seconds=5)
+        await answer_under_faults(live, player, "channel_layer_fail=true")
         manage(live, "faults", "clear")
         event = wait_event(sentry_server, code, "1")
         assert event["tags"]["trace_id"] and event.get("environment") and event.get("release")
@@ -451,23 +437,10 @@ async def test_one_slow_answer_leads_from_its_exemplar_to_its_trace_its_log_line
     player = new_player(live.url)
     offsets = log_offsets()
     try:
-        r = api(
-            live.url,
-            player.token,
-            "POST",
-            "/api/rooms/",
-            json={"rounds": 2, "answer_seconds": 10, "reveal_seconds": 0},
-        )
-        code = r.json()["code"]
-        await player.connect(code)
-        await player.send({"type": "start"})
-        await player.next("question")
-        # Slow answer handling, and the channel layer failing under the round close it causes.
-        manage(live, "faults", "set", "answer_delay_ms=700", "channel_layer_fail=true")
-        await asyncio.sleep(0.5)  # every process's copy of the flags is at most 0.2 s old
+        code = await playing_alone(live, player, answer_seconds=10)
         sent = time.time()
-        await player.send({"type": "answer", "round": 1, "option": 0})
-        assert (await player.next("error"))["code"] == "internal_error"
+        # Slow answer handling, and the channel layer failing under the round close it causes.
+        await answer_under_faults(live, player, "answer_delay_ms=700", "channel_layer_fail=true")
     finally:
         manage(live, "faults", "clear")
         await player.close()
@@ -519,6 +492,30 @@ async def test_one_slow_answer_leads_from_its_exemplar_to_its_trace_its_log_line
     event = wait_event(sentry_server, code, "1")
     assert event["tags"]["trace_id"] == trace_id
     assert event["contexts"]["trace"]["trace_id"] == trace_id
+
+
+async def playing_alone(live: Stack, player: Player, *, answer_seconds: float) -> str:
+    """A room of two rounds with `player` alone in it, its first question out; the room's code."""
+    r = api(
+        live.url,
+        player.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": 2, "answer_seconds": answer_seconds, "reveal_seconds": 0},
+    )
+    code: str = r.json()["code"]
+    await player.connect(code)
+    await player.send({"type": "start"})
+    await player.next("question")
+    return code
+
+
+async def answer_under_faults(live: Stack, player: Player, *flags: str) -> None:
+    """Answer round 1 (closing it) with these fault flags on: the answer fails with internal_error."""
+    manage(live, "faults", "set", *flags)
+    await asyncio.sleep(0.5)  # every process's copy of the flags is at most 0.2 s old
+    await player.send({"type": "answer", "round": 1, "option": 0})
+    assert (await player.next("error"))["code"] == "internal_error"
 
 
 def wait_event(sentry_server: Any, room: str, round_number: str, timeout: float = 15) -> dict[str, Any]:
