@@ -15,6 +15,7 @@ help:
 	@echo "make test       the whole suite (PYTEST_ARGS='tests/api -k rooms' for a part)"
 	@echo "make check      lint, types and the suite;  make lint / format / types alone"
 	@echo "make install    the virtualenv (.venv) and the project's packages;  make clean removes them"
+	@echo "make migrate    migrate the database, load the question bank, collect static files (make run does it)"
 	@echo "make loadtest   a Locust scenario against a running server (SCENARIO= USERS= SPAWN_RATE="
 	@echo "                DURATION= HOST=; docs/capacity.md)"
 	@echo "make bench      echo vs game throughput, servers, channel layers, telemetry (docs/performance.md)"

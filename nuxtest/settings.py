@@ -178,8 +178,8 @@ NUXTEST_REDIS_PREFIX = env_str("NUXTEST_REDIS_PREFIX", "nuxtest:")
 # channels_redis.core.RedisChannelLayer is the stock one, and the pub/sub layer works too.
 CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "game.channel_layer.RedisChannelLayer")
 _channel_layer_config: dict[str, Any] = {
-    # channels-redis's default pool (100) raises MaxConnectionsError at a few hundred
-    # players; its default capacity (100 per process) silently drops group messages.
+    # channels-redis's default capacity (100 per process) silently drops group messages;
+    # its default pool is unbounded (redis-py's): 1000 bounds one process's connections.
     "hosts": [
         {
             "address": REDIS_URL,
