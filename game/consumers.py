@@ -156,6 +156,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _handshake(self) -> int | None:
         """Admit the connection (and send its `state`), or return the close code refusing it."""
         user = self.scope.get("user")
+        if shutdown.draining:
+            # The load balancer has not seen /readyz yet and sent a player here: off to
+            # another instance, as the players this process had are (GAME.md's 1012).
+            return self._refused("refused_restarting", shutdown.CLOSE_SERVICE_RESTART)
         if (await faults.current()).handshake_refuse:
             return self._refused("refused_unavailable", CLOSE_TRY_AGAIN_LATER)
         if not origin_allowed(self.scope):
@@ -199,11 +203,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.in_room = False
             return self._refused("refused_full", CLOSE_ROOM_FULL)
         self.joined = True
-        shutdown.track(self)
+        tracked = shutdown.track(self)
         metrics.WS_CONNECTS.labels(outcome="accepted").inc()
         metrics.WS_CONNECTIONS.inc()
         logger.info("websocket connected", extra={"event": "ws_connect"})
         await self._send_state(snapshot)
+        if not tracked:
+            # Admitted while the drain began (its handshake was under way): it goes too.
+            await self.drain()
         return None
 
     def _refused(self, outcome: str, close_code: int) -> int:

@@ -1,10 +1,13 @@
 """Graceful shutdown of a web process: on SIGTERM, drain WebSockets, then stop.
 
-The process stops being ready (/readyz answers 503, so the load balancer stops sending
-new players), tells every connected client to reconnect elsewhere (close 1012, "service
-restart"), waits until their disconnects are recorded in Redis (at most
-NUXTEST_DRAIN_SECONDS), then lets Daphne stop. Rooms live in Redis, so the clients pick
-their game up from the `state` snapshot another instance sends them.
+The process closes its listening sockets (a new connection is refused at once, and a load
+balancer sends it to another instance: nginx tries the next server on a refused connection),
+stops being ready (/readyz answers 503 on connections already open), tells every connected
+client to reconnect elsewhere (close 1012, "service restart"), waits until their
+disconnects are recorded in Redis (at most NUXTEST_DRAIN_SECONDS), then lets Daphne stop.
+Rooms live in Redis, so the clients pick their game up from the `state` snapshot another
+instance sends them. A handshake that reaches the process anyway (over a connection the
+load balancer kept open) is closed with 1012 too.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ _all_gone: asyncio.Event | None = None
 draining = False
 
 
-def track(consumer: Drainable) -> None:
-    """Remember a live connection, to close it on shutdown."""
+def track(consumer: Drainable) -> bool:
+    """Remember a live connection, to close it on shutdown; False if that has begun already."""
     _live.add(consumer)
+    return not draining
 
 
 def forget(consumer: Drainable) -> None:
@@ -74,9 +78,16 @@ async def _drain_then_stop(reactor: Any) -> None:
     draining = True
     _all_gone = asyncio.Event()
     started = time.monotonic()
+    # Before the drain, not after it: the players it sends away reconnect at once, and a
+    # load balancer must not hand them back to this process (it went on accepting them
+    # until the process exited, and cut them off then with 1006).
+    closed = _stop_listening(reactor)
     consumers = list(_live)
     logger.warning(
-        "SIGTERM: draining %s WebSocket connections", len(consumers), extra={"event": "web_draining"}
+        "SIGTERM: draining %s WebSocket connections (%s listening sockets closed)",
+        len(consumers),
+        closed,
+        extra={"event": "web_draining"},
     )
     await asyncio.gather(*(c.drain() for c in consumers), return_exceptions=True)
     if _live:
@@ -91,3 +102,13 @@ async def _drain_then_stop(reactor: Any) -> None:
         extra={"event": "web_drained"},
     )
     reactor.stop()
+
+
+def _stop_listening(reactor: Any) -> int:
+    """Close the process's listening sockets (Daphne's endpoints); how many were open."""
+    from twisted.internet.interfaces import IListeningPort
+
+    ports = [reader for reader in reactor.getReaders() if IListeningPort.providedBy(reader)]
+    for port in ports:
+        port.stopListening()
+    return len(ports)

@@ -33,6 +33,7 @@ SENT_TYPES = (
 CONNECT_OUTCOMES = (
     "accepted",
     "error",
+    "refused_restarting",
     "refused_unavailable",
     "refused_origin",
     "refused_auth",

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from game import faults, services, store
+from game import faults, services, shutdown, store
 from game.telemetry import metrics
 from tests.conftest import ORIGIN, bearer, recv, recv_until, send, ws_join, ws_open
 from tests.play import room_dict, room_new, users
@@ -295,3 +295,44 @@ async def test_a_handshake_that_fails_closes_with_1011_is_counted_and_holds_no_s
     assert [(p["name"], p["connected"]) for p in state["players"]] == [("alice", True), ("bob", True)]
     await again.disconnect()
     await host.disconnect()
+
+
+async def test_a_handshake_reaching_a_draining_process_is_sent_elsewhere_with_1012(make_user, monkeypatch):
+    # A load balancer may still hand a stopping process a connection (over one it kept
+    # open): the player is told to reconnect elsewhere, and the room is left as it was.
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await room_new(alice)
+    host, _ = await ws_join(code, alice)
+    before = await room_dict(code)
+    restarting = metrics.WS_CONNECTS.labels(outcome="refused_restarting")
+    count = restarting._value.get()
+    monkeypatch.setattr(shutdown, "draining", True)
+    assert await refused_with(code, user=bob) == shutdown.CLOSE_SERVICE_RESTART
+    assert restarting._value.get() == count + 1
+    assert await room_dict(code) == before
+    assert await store.client().zcard(store.key("userconns", bob.pk)) == 0
+    monkeypatch.setattr(shutdown, "draining", False)
+    await host.disconnect()
+
+
+async def test_a_player_admitted_as_the_drain_begins_is_drained_too(make_user, monkeypatch):
+    # The drain closes the connections it knows of; one whose handshake was still under way
+    # is closed with 1012 as soon as it is admitted, instead of being cut off when the
+    # process exits (and holding the drain to its limit meanwhile).
+    alice = (await users(make_user, "alice"))[0]
+    code = await room_new(alice)
+    track = shutdown.track
+
+    def track_as_the_drain_begins(consumer: Any) -> bool:
+        monkeypatch.setattr(shutdown, "draining", True)
+        return track(consumer)
+
+    monkeypatch.setattr(shutdown, "track", track_as_the_drain_begins)
+    comm = await ws_open(code, user=alice)
+    assert (await comm.connect(timeout=5))[0]
+    assert (await recv(comm))["type"] == "state"
+    out = await comm.receive_output(5)
+    assert out["type"] == "websocket.close" and out["code"] == shutdown.CLOSE_SERVICE_RESTART
+    await comm.disconnect()
+    assert not list(shutdown._live), "the drain would wait for it"
+    monkeypatch.setattr(shutdown, "draining", False)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -250,6 +252,59 @@ async def test_a_web_process_restarted_mid_round_hands_its_players_to_another(li
     await bob.close()
     rows = await sync_to_async(lambda: list(GameResult.objects.filter(room=code)))()
     assert sorted(r.user_id for r in rows) == sorted([alice.user_id, bob.user_id])
+
+
+async def test_a_draining_web_process_refuses_new_connections_until_it_exits(live):
+    # Players sent away with 1012 reconnect at once; a load balancer that hands them back to
+    # the stopping process (nginx round robin does, until a connection is refused) must find
+    # it closed, not have them admitted and cut off with 1006 when it exits.
+    spare, code, alice, bob = await two_players_on(live, "web6", rounds=2, answer_seconds=15)
+    port = int(spare.rsplit(":", 1)[1])
+    # A third connection of alice's that never reads: it does not answer the drain's close,
+    # so the drain waits for it (autobahn's close handshake timeout) and the window in which
+    # a stopping process could still accept connections is long enough to be seen.
+    _, silent = await asyncio.open_connection("127.0.0.1", port)
+    silent.write(
+        (
+            f"GET /ws/rooms/{code}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {alice.token}\r\n\r\n"
+        ).encode()
+    )
+    await silent.drain()
+    await asyncio.sleep(0.5)  # admitted: its `state` waits unread
+    proc = live.procs.pop("web6")
+    live.web_urls.remove(spare)
+    attempts: list[tuple[float, bool, bool]] = []  # (when, connected, process still running)
+    os.killpg(proc.pid, signal.SIGTERM)
+    while proc.poll() is None:
+        started = time.time()
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+        except OSError:
+            connected = False
+        else:
+            connected = True
+            writer.close()
+        attempts.append((started, connected, proc.poll() is None))
+        await asyncio.sleep(0.01)
+    assert proc.wait() == 0
+    for player in (alice, bob):
+        assert player._reader is not None
+        await asyncio.wait([player._reader], timeout=5)
+        assert player.ws is not None and player.ws.close_code == 1012
+        await player.close()
+    silent.close()
+    lines = [
+        json.loads(line) for line in (LOGS / "web6.log").read_text().splitlines() if line.startswith("{")
+    ]
+    draining = next(r for r in lines if r.get("event") == "web_draining")
+    since = datetime.fromisoformat(draining["timestamp"].replace("Z", "+00:00")).timestamp() + 0.01
+    after = [(connected, alive) for when, connected, alive in attempts if when > since]
+    assert any(alive for _, alive in after), f"no attempt while the process drained: {attempts}"
+    assert not any(connected for connected, _ in after), f"connected after the drain began: {attempts}"
+    drained = next(r for r in lines if r.get("event") == "web_drained")
+    assert "(0 connections left)" in drained["message"], drained["message"]
 
 
 async def test_a_player_who_closes_right_after_answering_still_counts_and_fails_nothing(live):
