@@ -417,9 +417,12 @@ class Player(_Authenticated):
         ACTIVE_ROOMS.add(code)
         try:
             restarts = 0
+            # Kept over reconnects: when the game started, as this player saw it.
+            progress: dict[str, float] = {}
+            restarted_at: float | None = None
             while True:
                 try:
-                    self._play(sock, code, party_host)
+                    self._play(sock, code, party_host, progress=progress, restarted_at=restarted_at)
                     break
                 except Closed as exc:
                     # A server restarting (close 1012) hands its players over: reconnect — the
@@ -427,13 +430,10 @@ class Player(_Authenticated):
                     if exc.code != SERVICE_RESTART or restarts >= MAX_RESTART_RECONNECTS:
                         raise
                     restarts += 1
-                    reconnect_started = time.perf_counter()
+                    restarted_at = time.perf_counter()
                     sock.abort()
                     gevent.sleep(random.uniform(0, 0.5))
                     sock.token = self.token_fresh()
-                    report(self.environment)(
-                        "reconnect_after_restart", (time.perf_counter() - reconnect_started) * 1000, None, 0
-                    )
         except Exception as exc:
             # A failed handshake has been reported by `open` (a refusal as close:<code>):
             # reported again here, one refusal would count as two failures.
@@ -457,8 +457,21 @@ class Player(_Authenticated):
         else:  # a socket error: count it, then play the next game
             fire(f"exception:{type(exc).__name__}", 0, exc, 0)
 
-    def _play(self, sock: GameSocket, code: str, party_host: bool) -> None:
+    def _play(
+        self,
+        sock: GameSocket,
+        code: str,
+        party_host: bool,
+        *,
+        progress: dict[str, float],
+        restarted_at: float | None = None,
+    ) -> None:
         state = sock.open()
+        if restarted_at is not None:
+            # How long the player was cut off: from the 1012 to the new connection's `state`.
+            report(self.environment)(
+                "reconnect_after_restart", (time.perf_counter() - restarted_at) * 1000, None, 0
+            )
         sock.sync_clock()
         members = {p["id"] for p in state["players"]}
         status = state["status"]
@@ -469,7 +482,7 @@ class Player(_Authenticated):
         if status in ("finished", "abandoned"):
             return
         joined_at = time.monotonic()
-        game_started_at = time.perf_counter()
+        game_started_at = progress.setdefault("game_started_at", time.perf_counter())
         pending: tuple[float, int, int] | None = None  # (due, round, option)
         answered: set[int] = set()
         closing_party = False
@@ -529,7 +542,7 @@ class Player(_Authenticated):
                 members.add(frame["player"]["id"])
             elif kind == "game_started":
                 status = "playing"
-                game_started_at = time.perf_counter()
+                game_started_at = progress["game_started_at"] = time.perf_counter()
             elif kind == "question":
                 status = "playing"
                 pending = self._schedule(int(frame["round"]), answer_seconds, answered)

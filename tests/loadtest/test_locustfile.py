@@ -154,6 +154,86 @@ def test_a_refused_handshake_is_one_failure_under_its_close_code():
     assert failures == 2  # the player's refusal and the abuser's probe, each once
 
 
+def test_a_player_cut_off_by_a_restart_reports_how_long_and_its_whole_game():
+    # A server restarting closes with 1012; the player reconnects (to another instance) and
+    # plays on. `reconnect_after_restart` is the time it was cut off: from the close to the
+    # new connection's `state` (it was only the client's own pause before the reconnect);
+    # the `game` row counts from the game's start, not from the reconnect.
+    out = python(
+        """
+        import json, struct, time, types
+        import gevent.queue
+        import loadtest.locustfile as lf
+        from loadtest import client
+        from locust.env import Environment
+
+        PAUSE = 0.3  # the server's time to take the player back, on the second connection
+        TEXT, CLOSE = client.websocket.ABNF.OPCODE_TEXT, client.websocket.ABNF.OPCODE_CLOSE
+
+        def state():
+            return {"type": "state", "room": "ABCDEF", "status": "playing", "host": 1,
+                    "settings": {"rounds": 1, "answer_seconds": 30, "reveal_seconds": 0},
+                    "players": [{"id": 1, "name": "p", "connected": True, "score": 0}],
+                    "round": 1, "question": None, "seq": 1, "server_time": time.time() * 1000}
+
+        class Server:
+            # A scripted room: pongs for pings; the first connection is closed with 1012
+            # once the clock is synced, the second sends the game's end after its pause.
+            connections = 0
+
+            def __init__(self):
+                Server.connections += 1
+                self.number = Server.connections
+                self.frames = gevent.queue.Queue()
+                self.pongs = 0
+                if self.number == 2:
+                    gevent.sleep(PAUSE)
+                self.text(state())
+
+            def text(self, frame):
+                self.frames.put((TEXT, types.SimpleNamespace(data=json.dumps(frame))))
+
+            def send(self, data):
+                frame = json.loads(data)
+                if frame["type"] == "ping":
+                    self.text({"type": "pong", "t": frame["t"], "server_time": time.time() * 1000})
+                    self.pongs += 1
+                    if self.pongs == 3 and self.number == 1:
+                        self.frames.put((CLOSE, types.SimpleNamespace(data=struct.pack("!H", 1012))))
+                    if self.pongs == 3 and self.number == 2:
+                        self.text({"type": "game_over", "seq": 2, "standings": []})
+
+            def recv_data_frame(self):
+                return self.frames.get()
+
+            def settimeout(self, timeout):
+                pass
+
+            def shutdown(self):
+                pass
+
+        client.websocket.create_connection = lambda *args, **kwargs: Server()
+        env = Environment(user_classes=[lf.Player])
+        env.create_local_runner()
+        lf.Player.host = "http://127.0.0.1:1"
+        player = lf.Player(env)
+        player.token, player.token_at = "token", time.monotonic()
+        lf.random.uniform = lambda low, high: 0.0  # reconnect at once
+        player.play("ABCDEF")
+        stats = env.stats.entries.values()
+        rows = {e.name: [e.num_requests, e.num_failures, e.max_response_time] for e in stats}
+        print(json.dumps(rows))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout.splitlines()[-1])
+    assert rows["reconnect_after_restart"][:2] == [1, 0]
+    assert rows["reconnect_after_restart"][2] >= 300, rows  # the server's pause before `state`
+    assert rows["game"][:2] == [1, 0]
+    assert rows["game"][2] >= 300, rows  # the game went on through the player's 0.3 s away
+    assert rows["handshake"][:2] == [2, 0]
+
+
 def test_the_locustfile_imports_and_lists_its_users():
     code = (
         "import loadtest.locustfile as lf, loadtest.scenarios as sc;"
