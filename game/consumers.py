@@ -231,7 +231,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """This process is stopping: ask the client to reconnect (to another instance)."""
         await self.close(shutdown.CLOSE_SERVICE_RESTART)
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Remembered for the disconnect's line and metric: a client answers a close the server
+        # began (1012 for a drain, 4429 for a flood) with a code of its own, often 1000.
+        if type(code) is int and getattr(self, "closed_with", None) is None:  # not True (Channels: 1000)
+            self.closed_with = code
+        await super().close(code, reason)
+
     async def disconnect(self, code: int) -> None:
+        code = getattr(self, "closed_with", None) or code
         if getattr(self, "hold_timer", None) is not None:
             self.hold_timer.cancel()  # type: ignore[union-attr]
             self.hold_timer = None

@@ -336,3 +336,21 @@ async def test_a_player_admitted_as_the_drain_begins_is_drained_too(make_user, m
     await comm.disconnect()
     assert not list(shutdown._live), "the drain would wait for it"
     monkeypatch.setattr(shutdown, "draining", False)
+
+
+async def test_a_drained_connection_is_counted_and_logged_under_the_servers_1012(make_user, caplog):
+    # The client answers the drain's close with a code of its own (1000 here): the disconnect
+    # metric and line say why the connection ended, so a deploy shows as 1012.
+    alice = (await users(make_user, "alice"))[0]
+    code = await room_new(alice)
+    comm, _ = await ws_join(code, alice)
+    drained = metrics.WS_DISCONNECTS.labels(code="1012")
+    before = drained._value.get()
+    (consumer,) = list(shutdown._live)
+    await consumer.drain()
+    out = await comm.receive_output(5)
+    assert out["type"] == "websocket.close" and out["code"] == shutdown.CLOSE_SERVICE_RESTART
+    await comm.disconnect(code=1000)
+    assert drained._value.get() == before + 1
+    lines = [r for r in caplog.records if getattr(r, "event", "") == "ws_disconnect"]
+    assert [r.close_code for r in lines] == [shutdown.CLOSE_SERVICE_RESTART]
