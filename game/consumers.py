@@ -157,8 +157,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Admit the connection (and send its `state`), or return the close code refusing it."""
         user = self.scope.get("user")
         if shutdown.draining:
-            # The load balancer has not seen /readyz yet and sent a player here: off to
-            # another instance, as the players this process had are (GAME.md's 1012).
+            # Its listening sockets are closed: this came over a connection the load
+            # balancer kept open. Off to another instance, as this process's players are.
             return self._refused("refused_restarting", shutdown.CLOSE_SERVICE_RESTART)
         if (await faults.current()).handshake_refuse:
             return self._refused("refused_unavailable", CLOSE_TRY_AGAIN_LATER)
