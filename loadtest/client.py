@@ -22,6 +22,9 @@ from gevent.queue import Empty, Queue
 
 from loadtest import scenarios as sc
 
+# Close code of a server that is restarting (docs/protocol.md): reconnect, do not give up.
+SERVICE_RESTART = 1012
+
 # report(name, response_time_ms, exception_or_None, response_length)
 Report = Callable[[str, float, Exception | None, int], None]
 
@@ -98,6 +101,7 @@ class GameSocket:
         A failure is reported here, once (and kept in `open_failure`): as `name`, or, for a
         handshake the server refuses by closing before `state`, as `close:<code>` like any
         unexpected close of an honest player (an abuser's stays under its probe's `name`).
+        An honest player's 1012 (a stopping server's hand-over) is left to the caller.
         """
         started = time.perf_counter()
         self.open_failure = None
@@ -121,7 +125,11 @@ class GameSocket:
             state = self.next("state", timeout=self.timeout)
         except Exception as exc:
             self.open_failure = exc
-            if isinstance(exc, Closed) and self.honest:
+            if isinstance(exc, Closed) and self.honest and exc.code == SERVICE_RESTART:
+                # A stopping server sends the player elsewhere (GAME.md): the caller reconnects,
+                # and reports the close itself if it gives up.
+                self.open_failure = None
+            elif isinstance(exc, Closed) and self.honest:
                 self.report(f"close:{exc.code}", 0, exc, 0)
             else:
                 self.report(name, (time.perf_counter() - started) * 1000, exc, 0)

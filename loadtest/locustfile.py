@@ -54,7 +54,7 @@ from locust.stats import RequestStats, calculate_response_time_percentile, diff_
 from loadtest import exporter
 from loadtest import scenarios as sc
 from loadtest.accounts import PASSWORD, accounts_path
-from loadtest.client import Closed, GameSocket, ProtocolError, ws_url
+from loadtest.client import SERVICE_RESTART, Closed, GameSocket, ProtocolError, ws_url
 
 logger = logging.getLogger("loadtest")
 
@@ -85,8 +85,6 @@ StatsSnapshot = dict[tuple[str, str], tuple[dict[int, int], int, int, int]]
 RAMP_END: StatsSnapshot | None = None
 
 
-# Close code of a server that is restarting (docs/protocol.md): reconnect, do not give up.
-SERVICE_RESTART = 1012
 MAX_RESTART_RECONNECTS = 3
 
 
@@ -430,7 +428,10 @@ class Player(_Authenticated):
                     if exc.code != SERVICE_RESTART or restarts >= MAX_RESTART_RECONNECTS:
                         raise
                     restarts += 1
-                    restarted_at = time.perf_counter()
+                    if restarted_at is None or progress.get("resumed_at", 0.0) > restarted_at:
+                        # A new cut-off; a 1012 answering the reconnect itself (a stopping
+                        # server reached again) is the same one, timed from its first close.
+                        restarted_at = time.perf_counter()
                     sock.abort()
                     gevent.sleep(random.uniform(0, 0.5))
                     sock.token = self.token_fresh()
@@ -469,8 +470,9 @@ class Player(_Authenticated):
         state = sock.open()
         if restarted_at is not None:
             # How long the player was cut off: from the 1012 to the new connection's `state`.
+            progress["resumed_at"] = time.perf_counter()
             report(self.environment)(
-                "reconnect_after_restart", (time.perf_counter() - restarted_at) * 1000, None, 0
+                "reconnect_after_restart", (progress["resumed_at"] - restarted_at) * 1000, None, 0
             )
         sock.sync_clock()
         members = {p["id"] for p in state["players"]}
