@@ -109,35 +109,69 @@ def test_a_pong_is_a_ping_round_trip_only_when_it_answers_a_ping_of_this_client(
     assert sock.clock_offset == pytest.approx(5_000)
 
 
+# A Locust player against a scripted server (a fake socket per connection): the script
+# defines `Server`, a `Scripted` whose `frames` queue is what the server sends.
+PLAYER_AGAINST = """
+import json, struct, time, types
+import gevent, gevent.queue
+import loadtest.locustfile as lf
+from loadtest import client
+from locust.env import Environment
+
+TEXT = client.websocket.ABNF.OPCODE_TEXT
+
+
+def close_frame(code):
+    return client.websocket.ABNF.OPCODE_CLOSE, types.SimpleNamespace(data=struct.pack("!H", code))
+
+
+class Scripted:
+    sock = None
+
+    def __init__(self):
+        self.frames = gevent.queue.Queue()
+
+    def send(self, data):
+        pass
+
+    def recv_data_frame(self):
+        return self.frames.get()
+
+    def settimeout(self, timeout):
+        pass
+
+    def shutdown(self):
+        pass
+"""
+
+PLAY = """
+client.websocket.create_connection = lambda *args, **kwargs: Server()
+env = Environment(user_classes=[lf.Player])
+env.create_local_runner()
+lf.Player.host = "http://127.0.0.1:1"
+player = lf.Player(env)
+player.token, player.token_at = "token", time.monotonic()
+lf.random.uniform = lambda low, high: 0.0  # a player sent away reconnects at once
+player.play("ABCDEF")
+"""
+
+
+def player_against(server: str, then: str) -> subprocess.CompletedProcess[str]:
+    """Run one Locust player's game against `server`, then `then` (which prints the result)."""
+    return python(PLAYER_AGAINST + textwrap.dedent(server) + PLAY + textwrap.dedent(then))
+
+
 def test_a_refused_handshake_is_one_failure_under_its_close_code():
     # The server accepts the upgrade and closes with 1013 before any `state` (the
     # handshake_refuse fault flag): one failure, not a `handshake` and a `close:1013` each.
-    out = python(
+    out = player_against(
         """
-        import json, struct, time, types
-        import loadtest.locustfile as lf
-        from loadtest import client
-        from locust.env import Environment
-
-        class Refusing:
-            sock = None
-
-            def recv_data_frame(self):
-                return client.websocket.ABNF.OPCODE_CLOSE, types.SimpleNamespace(data=struct.pack("!H", 1013))
-
-            def settimeout(self, timeout):
-                pass
-
-            def shutdown(self):
-                pass
-
-        client.websocket.create_connection = lambda *args, **kwargs: Refusing()
-        env = Environment(user_classes=[lf.Player])
-        env.create_local_runner()
-        lf.Player.host = "http://127.0.0.1:1"
-        player = lf.Player(env)
-        player.token, player.token_at = "token", time.monotonic()
-        player.play("ABCDEF")
+        class Server(Scripted):
+            def __init__(self):
+                super().__init__()
+                self.frames.put(close_frame(1013))
+        """,
+        """
         # An abuser's refused handshake stays its probe's (out of the error ratio).
         abuser = client.GameSocket("ws://127.0.0.1:1/ws/rooms/ABCDEF/", None, lf.report(env), honest=False)
         try:
@@ -146,7 +180,7 @@ def test_a_refused_handshake_is_one_failure_under_its_close_code():
             pass
         rows = {e.name: [e.num_requests, e.num_failures] for e in env.stats.entries.values()}
         print(json.dumps([rows, env.stats.total.num_failures]))
-        """
+        """,
     )
     assert out.returncode == 0, out.stderr
     rows, failures = json.loads(out.stdout.splitlines()[-1])
@@ -161,16 +195,10 @@ def test_a_player_cut_off_by_a_restart_reports_how_long_and_its_whole_game():
     # the `game` row counts from the game's start, not from the reconnect. A reconnect that
     # reaches the stopping server again is answered 1012 before any `state`: no failure,
     # the player tries again, and the cut-off is timed from the first close.
-    out = python(
+    out = player_against(
         """
-        import json, struct, time, types
-        import gevent.queue
-        import loadtest.locustfile as lf
-        from loadtest import client
-        from locust.env import Environment
-
         PAUSE = 0.3  # the server's time to take the player back, on the third connection
-        TEXT, CLOSE = client.websocket.ABNF.OPCODE_TEXT, client.websocket.ABNF.OPCODE_CLOSE
+
 
         def state():
             return {"type": "state", "room": "ABCDEF", "status": "playing", "host": 1,
@@ -178,19 +206,20 @@ def test_a_player_cut_off_by_a_restart_reports_how_long_and_its_whole_game():
                     "players": [{"id": 1, "name": "p", "connected": True, "score": 0}],
                     "round": 1, "question": None, "seq": 1, "server_time": time.time() * 1000}
 
-        class Server:
-            # A scripted room: pongs for pings; the first connection is closed with 1012
-            # once the clock is synced, the second (the stopping server again) at once, the
-            # third sends the game's end after its pause.
+
+        class Server(Scripted):
+            # Pongs for pings; the first connection is closed with 1012 once the clock is
+            # synced, the second (the stopping server again) at once, the third sends the
+            # game's end after its pause.
             connections = 0
 
             def __init__(self):
+                super().__init__()
                 Server.connections += 1
                 self.number = Server.connections
-                self.frames = gevent.queue.Queue()
                 self.pongs = 0
                 if self.number == 2:
-                    self.frames.put((CLOSE, types.SimpleNamespace(data=struct.pack("!H", 1012))))
+                    self.frames.put(close_frame(1012))
                     return
                 if self.number == 3:
                     gevent.sleep(PAUSE)
@@ -205,31 +234,14 @@ def test_a_player_cut_off_by_a_restart_reports_how_long_and_its_whole_game():
                     self.text({"type": "pong", "t": frame["t"], "server_time": time.time() * 1000})
                     self.pongs += 1
                     if self.pongs == 3 and self.number == 1:
-                        self.frames.put((CLOSE, types.SimpleNamespace(data=struct.pack("!H", 1012))))
+                        self.frames.put(close_frame(1012))
                     if self.pongs == 3 and self.number == 3:
                         self.text({"type": "game_over", "seq": 2, "standings": []})
-
-            def recv_data_frame(self):
-                return self.frames.get()
-
-            def settimeout(self, timeout):
-                pass
-
-            def shutdown(self):
-                pass
-
-        client.websocket.create_connection = lambda *args, **kwargs: Server()
-        env = Environment(user_classes=[lf.Player])
-        env.create_local_runner()
-        lf.Player.host = "http://127.0.0.1:1"
-        player = lf.Player(env)
-        player.token, player.token_at = "token", time.monotonic()
-        lf.random.uniform = lambda low, high: 0.0  # reconnect at once
-        player.play("ABCDEF")
-        stats = env.stats.entries.values()
-        rows = {e.name: [e.num_requests, e.num_failures, e.max_response_time] for e in stats}
-        print(json.dumps(rows))
+        """,
         """
+        stats = env.stats.entries.values()
+        print(json.dumps({e.name: [e.num_requests, e.num_failures, e.max_response_time] for e in stats}))
+        """,
     )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout.splitlines()[-1])
