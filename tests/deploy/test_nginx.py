@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,7 +50,7 @@ def nginx_version(binary: str) -> tuple[int, ...]:
     return tuple(int(n) for n in match.groups())
 
 
-def substitute(text: str, pattern: str, replacement: str, count: int) -> str:
+def substitute(text: str, pattern: str, replacement: str | Callable[[re.Match[str]], str], count: int) -> str:
     """Replace `pattern` exactly `count` times: a config that changed shape fails here, loudly."""
     new, found = re.subn(pattern, replacement, text, flags=re.M)
     assert found == count, f"{pattern!r} matched {found} times in nginx.conf, expected {count}"
@@ -66,7 +66,7 @@ def render(
     text = substitute(
         text,
         r"^(\s*)server web[12]:8000 (.*?) resolve;$",
-        lambda m: f"{m.group(1)}server 127.0.0.1:{next(ports)} {m.group(2)};",  # type: ignore[arg-type]
+        lambda m: f"{m.group(1)}server 127.0.0.1:{next(ports)} {m.group(2)};",
         2,
     )
     text = substitute(text, r"listen 80 default_server;", f"listen 127.0.0.1:{http_port} default_server;", 1)
