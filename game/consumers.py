@@ -124,6 +124,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user_tokens = 0
         self.refused_in_a_row = 0
         self.flood_closed = False
+        # The code of a close this server began (the disconnect reports it, not the reply).
+        self.closed_with: int | None = None
         self.counted = False
         self.in_room = False
         self.subscribed = False
@@ -234,7 +236,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         # Remembered for the disconnect's line and metric: a client answers a close the server
         # began (1012 for a drain, 4429 for a flood) with a code of its own, often 1000.
-        if type(code) is int and getattr(self, "closed_with", None) is None:  # not True (Channels: 1000)
+        if type(code) is int and self.closed_with is None:  # not True (Channels: 1000)
             self.closed_with = code
         await super().close(code, reason)
 
