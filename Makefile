@@ -143,13 +143,15 @@ down:
 # A new release without downtime (README, "Deploy"): build, migrate while the old release
 # runs, then one web instance at a time: its SIGTERM drains it (close 1012; players reconnect
 # through nginx to the other and resume from `state`) and compose waits until the new one is
-# healthy before the next. Then the workers (a warm shutdown: running tasks finish; timers
-# wait in Redis for the new workers' pumps), beat and Flower; nginx reloads its config
-# gracefully (open connections stay on its old workers).
+# healthy before the next. Then the workers, new ones first (deploy/rollout.sh: as many new
+# workers as old start beside them, and once they are healthy the old ones get their warm
+# shutdown — running tasks finish — so the game's timers always have a pump), then beat and
+# Flower; nginx reloads its config gracefully (open connections stay on its old workers).
 deploy: .env $(CERTS)/fullchain.pem
 	$(COMPOSE) build
 	$(COMPOSE) run --rm migrate
 	$(COMPOSE) up -d --no-deps --wait web1
 	$(COMPOSE) up -d --no-deps --wait web2
-	$(COMPOSE) up -d --no-deps --wait worker beat flower
+	COMPOSE="$(COMPOSE)" deploy/rollout.sh worker
+	$(COMPOSE) up -d --no-deps --wait beat flower
 	$(COMPOSE) exec -T nginx nginx -s reload

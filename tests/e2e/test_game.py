@@ -194,6 +194,54 @@ async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_wor
     live.worker_metrics["worker1"] = live.worker_metrics.pop("worker2")
 
 
+async def test_a_worker_replaced_by_one_started_beside_it_keeps_every_deadline(live):
+    # `make deploy` starts the new release's workers beside the old ones and only then
+    # stops the old (deploy/rollout.sh): the new worker's timer pump takes the deadlines
+    # over at once. Replaced one after the other, the game went 5-6 s without a pump and
+    # rounds closed up to 5 s late (README, Deploy), past GAME.md's 1 s.
+    alice = new_player(live.url)
+    rounds = 12
+    code = api(
+        live.url,
+        alice.token,
+        "POST",
+        "/api/rooms/",
+        json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0},
+    ).json()["code"]
+    await alice.connect(code)
+    live.start_worker("worker2")  # the new release's worker
+    old = live.procs.pop("worker1")
+    exited_at: list[float] = []
+
+    async def watch_exit() -> None:
+        while old.poll() is None:
+            await asyncio.sleep(0.02)
+        exited_at.append(time.time() * 1000)
+
+    await alice.send({"type": "start"})
+    await alice.next("question")
+    os.killpg(old.pid, signal.SIGTERM)  # its warm shutdown, mid-game
+    watcher = asyncio.create_task(watch_exit())
+    await alice.next("game_over", timeout=30)
+    await asyncio.wait_for(watcher, 10)
+    assert old.returncode == 0
+    await alice.close()
+
+    deadlines = {f["round"]: f["deadline"] for f in alice.frames if f["type"] == "question"}
+    closed_at = {
+        f["round"]: at
+        for f, at in zip(alice.frames, alice.received_at, strict=True)
+        if f["type"] == "round_result"
+    }
+    assert sorted(closed_at) == sorted(deadlines) == list(range(1, rounds + 1))
+    late = {n: round(closed_at[n] - deadlines[n]) for n in deadlines}
+    # The hand-over happened inside the game: several deadlines fell after the old worker exited.
+    assert sum(deadline > exited_at[0] for deadline in deadlines.values()) >= 3, (exited_at, deadlines)
+    assert max(late.values()) < 1000, late
+    live.procs["worker1"] = live.procs.pop("worker2")
+    live.worker_metrics["worker1"] = live.worker_metrics.pop("worker2")
+
+
 async def two_players_on(live, web: str, **room_settings: object) -> tuple[str, str, Player, Player]:
     """A web process of its own (`web`), a room on it and two players connected there:
     its URL, the room's code, the host and the other player."""
