@@ -144,14 +144,15 @@ down:
 # runs, then one web instance at a time: its SIGTERM drains it (close 1012; players reconnect
 # through nginx to the other and resume from `state`) and compose waits until the new one is
 # healthy before the next. Then the workers, new ones first (deploy/rollout.sh: as many new
-# workers as old start beside them, and once they are healthy the old ones get their warm
-# shutdown — running tasks finish — so the game's timers always have a pump), then beat and
+# workers as old start beside them, and once they are healthy the old ones stop taking tasks
+# (nuxtest/worker_drain.py) and get their warm shutdown — running tasks finish — so the
+# game's timers always have a pump and no timer task waits in a stopping worker), then beat and
 # Flower; nginx reloads its config gracefully (open connections stay on its old workers).
 deploy: .env $(CERTS)/fullchain.pem
 	$(COMPOSE) build
 	$(COMPOSE) run --rm migrate
 	$(COMPOSE) up -d --no-deps --wait web1
 	$(COMPOSE) up -d --no-deps --wait web2
-	COMPOSE="$(COMPOSE)" deploy/rollout.sh worker
+	COMPOSE="$(COMPOSE)" deploy/rollout.sh worker "python -m nuxtest.worker_drain"
 	$(COMPOSE) up -d --no-deps --wait beat flower
 	$(COMPOSE) exec -T nginx nginx -s reload

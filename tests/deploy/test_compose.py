@@ -296,7 +296,8 @@ def test_make_deploy_migrates_first_then_replaces_one_web_instance_at_a_time():
     ups = [line for line in recipe if " up " in f" {line} "]
     # The workers go new ones first, beside the old (deploy/rollout.sh, tests/deploy/test_rollout.py).
     rollouts = [line for line in recipe if "deploy/rollout.sh" in line]
-    assert [line.split()[-1] for line in rollouts] == ["worker"], rollouts
+    assert [line.split("deploy/rollout.sh ")[1].split()[0] for line in rollouts] == ["worker"], rollouts
+    assert 'worker "python -m nuxtest.worker_drain"' in rollouts[0]
     named = [[w for w in line.split() if w in services()] for line in ups + rollouts]
     # Each web instance replaced on its own, waited on until healthy, before the next one:
     # two at once would leave nginx no instance to send the drained players to.

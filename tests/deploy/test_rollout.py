@@ -77,6 +77,12 @@ if args[0] == "compose":
             sys.exit(1)
     else:
         sys.exit(f"fake docker: compose {command} not expected")
+elif args[0] == "exec":
+    id_, command = args[1], args[2:]
+    assert any(c["id"] == id_ and c["running"] for c in state["containers"]), id_
+    assert command[:2] == ["sh", "-c"], command
+    if os.environ.get("FAKE_PRESTOP_FAILS"):
+        sys.exit(1)
 elif args[0] in ("stop", "rm"):
     ids = [a for a in args[1:] if a.startswith("c")]
     for c in state["containers"]:
@@ -93,7 +99,7 @@ else:
 
 
 def rollout(
-    tmp_path: Path, old: int, *, unhealthy: bool = False
+    tmp_path: Path, old: int, *, unhealthy: bool = False, pre_stop: str = "", pre_stop_fails: bool = False
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]], list[list[str]]]:
     """Run the script with `old` workers (and beat, which it must leave alone) running."""
     bin_dir = tmp_path / "bin"
@@ -118,9 +124,10 @@ def rollout(
     }
     if unhealthy:
         env["FAKE_UNHEALTHY"] = "1"
-    result = subprocess.run(
-        ["sh", str(SCRIPT), "worker"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
+    if pre_stop_fails:
+        env["FAKE_PRESTOP_FAILS"] = "1"
+    argv = ["sh", str(SCRIPT), "worker", *([pre_stop] if pre_stop else [])]
+    result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     calls = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
     return result, json.loads(state.read_text())["containers"], calls
 
@@ -162,3 +169,19 @@ def test_with_no_worker_running_one_is_started(tmp_path):
     assert result.returncode == 0, result.stderr
     assert [c["release"] for c in containers if c["service"] == "worker"] == ["new"]
     assert not [call for call in calls if call[0] in ("stop", "rm")]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_pre_stop_command_runs_in_each_old_worker_before_it_is_stopped(tmp_path, fails):
+    drain = "python -m nuxtest.worker_drain"
+    result, containers, calls = rollout(tmp_path, 2, pre_stop=drain, pre_stop_fails=fails)
+    assert result.returncode == 0, result.stderr
+    up = next(i for i, call in enumerate(calls) if "up" in call)
+    execs = [i for i, call in enumerate(calls) if call[0] == "exec"]
+    stop = next(i for i, call in enumerate(calls) if call[0] == "stop")
+    assert sorted(calls[i][1] for i in execs) == ["c0000", "c0001"]
+    assert all(calls[i][2:] == ["sh", "-c", drain] for i in execs)
+    assert up < min(execs) and max(execs) < stop
+    # A failed drain is reported, and the old worker still gets its warm shutdown.
+    assert ("pre-stop command failed" in result.stderr) is fails
+    assert [c["release"] for c in containers if c["service"] == "worker"] == ["new", "new"]

@@ -83,6 +83,7 @@ class Stack:
     env: dict[str, str]
     web_urls: list[str] = field(default_factory=list)
     worker_metrics: dict[str, str] = field(default_factory=dict)
+    worker_nodes: dict[str, str] = field(default_factory=dict)  # name -> Celery node name
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -117,6 +118,7 @@ class Stack:
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
         port = free_port()
         self.worker_metrics[name] = f"http://127.0.0.1:{port}/metrics"
+        self.worker_nodes[name] = f"{name}@{socket.gethostname()}"
         proc = self.start(
             name,
             [
@@ -137,6 +139,12 @@ class Stack:
         )
         wait_worker(name, proc)
         return proc
+
+    def rename_worker(self, name: str, new_name: str) -> None:
+        """Keep a worker under another name (later tests expect a `worker1`)."""
+        self.procs[new_name] = self.procs.pop(name)
+        self.worker_metrics[new_name] = self.worker_metrics.pop(name)
+        self.worker_nodes[new_name] = self.worker_nodes.pop(name)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from asgiref.sync import sync_to_async
 from game.models import GameResult
 from loadtest.stack import wait_http
 from tests.e2e.client import Player, api, new_player
-from tests.e2e.stack import LOGS, free_port, procfile_argv
+from tests.e2e.stack import BIN, LOGS, free_port, procfile_argv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -189,16 +190,16 @@ async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_wor
     assert time.time() * 1000 >= q["deadline"]
     await alice.next("game_over")
     await alice.close()
-    # Leave a worker under the usual name for later tests.
-    live.procs["worker1"] = live.procs.pop("worker2")
-    live.worker_metrics["worker1"] = live.worker_metrics.pop("worker2")
+    live.rename_worker("worker2", "worker1")  # a worker under the usual name for later tests
 
 
 async def test_a_worker_replaced_by_one_started_beside_it_keeps_every_deadline(live):
-    # `make deploy` starts the new release's workers beside the old ones and only then
-    # stops the old (deploy/rollout.sh): the new worker's timer pump takes the deadlines
-    # over at once. Replaced one after the other, the game went 5-6 s without a pump and
-    # rounds closed up to 5 s late (README, Deploy), past GAME.md's 1 s.
+    # `make deploy` starts the new release's workers beside the old ones; then it makes each
+    # old one stop taking tasks (nuxtest/worker_drain.py) and only then stops it
+    # (deploy/rollout.sh): the new worker's timer pump and consumer take the deadlines over
+    # at once. Replaced one after the other, the game went 5-6 s without a pump and rounds
+    # closed up to 5 s late (README, Deploy), past GAME.md's 1 s; stopped without the drain,
+    # the task its last broker receive took waited for the end of its shutdown (1 s late).
     alice = new_player(live.url)
     rounds = 12
     code = api(
@@ -209,8 +210,10 @@ async def test_a_worker_replaced_by_one_started_beside_it_keeps_every_deadline(l
         json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0},
     ).json()["code"]
     await alice.connect(code)
-    live.start_worker("worker2")  # the new release's worker
-    old = live.procs.pop("worker1")
+    # The new release's worker, under a node name of its own (the drain goes by node name,
+    # and `worker1` may already be the node `worker2` of the sweeper test).
+    live.start_worker("worker_handover")
+    old, node = live.procs["worker1"], live.worker_nodes["worker1"]
     exited_at: list[float] = []
 
     async def watch_exit() -> None:
@@ -218,14 +221,28 @@ async def test_a_worker_replaced_by_one_started_beside_it_keeps_every_deadline(l
             await asyncio.sleep(0.02)
         exited_at.append(time.time() * 1000)
 
-    await alice.send({"type": "start"})
-    await alice.next("question")
-    os.killpg(old.pid, signal.SIGTERM)  # its warm shutdown, mid-game
-    watcher = asyncio.create_task(watch_exit())
-    await alice.next("game_over", timeout=30)
-    await asyncio.wait_for(watcher, 10)
-    assert old.returncode == 0
-    await alice.close()
+    try:
+        await alice.send({"type": "start"})
+        await alice.next("question")
+        drain = await asyncio.to_thread(
+            subprocess.run,
+            [str(BIN / "python"), "-m", "nuxtest.worker_drain", node],
+            env=live.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert drain.returncode == 0, drain.stderr
+        assert "stopped taking tasks" in drain.stdout
+        os.killpg(old.pid, signal.SIGTERM)  # its warm shutdown, mid-game
+        watcher = asyncio.create_task(watch_exit())
+        await alice.next("game_over", timeout=30)
+        await asyncio.wait_for(watcher, 10)
+        assert old.returncode == 0
+    finally:
+        await alice.close()
+        live.stop("worker1")  # (gone already, unless the test failed)
+        live.rename_worker("worker_handover", "worker1")  # the usual name for later tests
 
     deadlines = {f["round"]: f["deadline"] for f in alice.frames if f["type"] == "question"}
     closed_at = {
@@ -238,8 +255,18 @@ async def test_a_worker_replaced_by_one_started_beside_it_keeps_every_deadline(l
     # The hand-over happened inside the game: several deadlines fell after the old worker exited.
     assert sum(deadline > exited_at[0] for deadline in deadlines.values()) >= 3, (exited_at, deadlines)
     assert max(late.values()) < 1000, late
-    live.procs["worker1"] = live.procs.pop("worker2")
-    live.worker_metrics["worker1"] = live.worker_metrics.pop("worker2")
+
+
+def test_worker_drain_says_so_when_no_worker_answers(live):
+    drain = subprocess.run(
+        [str(BIN / "python"), "-m", "nuxtest.worker_drain", "nobody@nowhere"],
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert drain.returncode == 1
+    assert "nobody@nowhere did not answer" in drain.stderr
 
 
 async def two_players_on(live, web: str, **room_settings: object) -> tuple[str, str, Player, Player]:
