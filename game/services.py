@@ -477,6 +477,9 @@ async def _publish_and_arm(room: Room, evts: list[dict[str, Any]]) -> None:
             )
     await events.publish(room.code, evts)
     for event in evts:
+        if event["type"] == "round_result":
+            observe.round_published(room, event, now=now_ms())
+    for event in evts:
         kind = event["type"]
         if kind == "question":
             await scheduler.run_at(

@@ -33,7 +33,7 @@ def transition_observe(room: Room, evts: list[dict[str, Any]], *, now: int) -> N
                     if player.joined_at is not None:
                         metrics.MATCHMAKING_WAIT.observe(max(0, room.started_at - player.joined_at) / 1000)
         elif kind == "round_result":
-            _round_closed(room, event, now=now)
+            _round_closed(room, event)
         elif kind == "game_over":
             metrics.GAMES_FINISHED.labels(outcome="completed").inc()
             logger.info(
@@ -41,15 +41,34 @@ def transition_observe(room: Room, evts: list[dict[str, Any]], *, now: int) -> N
             )
 
 
-def _round_closed(room: Room, event: dict[str, Any], *, now: int) -> None:
+def _round_closed(room: Room, event: dict[str, Any]) -> None:
+    rnd = room.round
+    if rnd is None or rnd.number != event["round"]:
+        return
+    metrics.ROUNDS_CLOSED.labels(trigger=rnd.trigger or TRIGGER_DEADLINE).inc()
+    for result in event["results"]:
+        if result["option"] is None:
+            metrics.ANSWERS.labels(outcome="missing").inc()
+            continue
+        metrics.ANSWERS.labels(outcome="correct" if result["correct"] else "wrong").inc()
+    for answer in rnd.answers.values():
+        metrics.ANSWER_TIME.observe(answer.elapsed_ms / 1000)
+
+
+def round_published(room: Room, event: dict[str, Any], *, now: int) -> None:
+    """A round's result has gone out (its broadcast sent): its close lag, and its log line.
+
+    The lag runs to the broadcast, not to the change of state before it: a slow channel
+    layer delays what players see, and shows here (GAME.md: the result goes out within
+    250 ms of the deadline).
+    """
     rnd = room.round
     if rnd is None or rnd.number != event["round"]:
         return
     trigger = rnd.trigger or TRIGGER_DEADLINE
-    metrics.ROUNDS_CLOSED.labels(trigger=trigger).inc()
     lag_ms = max(0, now - rnd.deadline)
     if trigger == TRIGGER_DEADLINE:
-        # The lag is when the close really happened (now), not the close time the engine
+        # The lag is when the result really went out (now), not the close time the engine
         # recorded (clamped to the deadline for scoring).
         metrics.ROUND_CLOSE_LAG.observe(lag_ms / 1000, exemplar=tracing.exemplar())
     logger.info(
@@ -64,13 +83,6 @@ def _round_closed(room: Room, event: dict[str, Any], *, now: int) -> None:
             "lag_ms": lag_ms if trigger == TRIGGER_DEADLINE else None,
         },
     )
-    for result in event["results"]:
-        if result["option"] is None:
-            metrics.ANSWERS.labels(outcome="missing").inc()
-            continue
-        metrics.ANSWERS.labels(outcome="correct" if result["correct"] else "wrong").inc()
-    for answer in rnd.answers.values():
-        metrics.ANSWER_TIME.observe(answer.elapsed_ms / 1000)
 
 
 def abandon_observe(room: Room, *, was_playing: bool) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 
 from django.conf import settings as django_settings
+from prometheus_client import REGISTRY
 
-from game import scheduler, services
+from game import faults, scheduler, services
 from game.engine.model import TRIGGER_DEADLINE
 from nuxtest.celery import app as celery_app
 from tests.play import (
@@ -70,6 +71,28 @@ async def test_round_deadline_closes_the_round_it_was_armed_for_once(make_user, 
     assert await timer_fire(timer) is False
     assert await room_dict(code) == before
     assert await listener.drain(0.1) == []
+
+
+async def test_the_round_close_lag_runs_to_the_result_s_broadcast(make_user, listen, timers):
+    # GAME.md: a deadline-closed round's result goes out within 250 ms; a slow channel layer
+    # delays what players see, so it must show in the lag (and its alert), not only the
+    # change of state before the broadcast.
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=2, answer_seconds=0.5, reveal_seconds=10)
+    (timer,) = timers_of(timers, ROUND_DEADLINE)
+    listener = await listen(code)
+
+    def lag_sum() -> float:
+        return REGISTRY.get_sample_value("nuxtest_round_close_lag_seconds_sum") or 0.0
+
+    before = lag_sum()
+    await faults.update({"channel_layer_delay_ms": 400})
+    try:
+        assert await timer_fire(timer) is True
+    finally:
+        await faults.clear()
+    assert (await listener.next())["type"] == "round_result"
+    assert lag_sum() - before >= 0.4
 
 
 async def test_round_deadline_of_an_earlier_round_leaves_the_current_round_open(make_user, timers):
