@@ -115,7 +115,13 @@ async def current() -> Faults:
         logger.warning("fault flags unreadable", exc_info=True, extra={"event": "faults_unreadable"})
         return _cached
     if generation == _generation and _cached_prefix == prefix:
-        _cached = decode(raw)
+        seen = decode(raw)
+        if seen != _cached:
+            # Once per change and process: the operator's own `faults_changed` line is the
+            # command's output (`docker compose exec` output is no container log, so Loki
+            # never gets it); this one is each serving process's, and reaches Loki.
+            logger.warning("fault flags in force here now %s", seen.as_dict(), extra={"event": "faults_seen"})
+        _cached = seen
     return _cached
 
 

@@ -56,3 +56,28 @@ async def test_a_read_begun_before_a_write_here_does_not_undo_it(reads: dict[str
         assert (await faults.current()).round_close_fail
     finally:
         await faults.clear()
+
+
+async def test_each_process_logs_the_flags_it_comes_to_see_once_per_change(
+    reads: dict[str, Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator's command runs in a process of its own (its `faults_changed` line is its
+    # output, not a served process's log): the processes that act on the flags say so.
+    monkeypatch.setattr(faults, "_cached", faults.NONE)
+    await store.faults_set({"channel_layer_delay_ms": "300"})
+    try:
+        with caplog.at_level("WARNING", logger="game.faults"):
+            await faults.current()
+            monkeypatch.setattr(faults, "_cached_until", 0.0)
+            await faults.current()  # read again, unchanged: no second line
+            await store.faults_clear()
+            monkeypatch.setattr(faults, "_cached_until", 0.0)
+            await faults.current()
+    finally:
+        await store.faults_clear()
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "faults_seen"]
+    assert [r.getMessage() for r in lines] == [
+        f"fault flags in force here now {faults.Faults(channel_layer_delay_ms=300).as_dict()}",
+        f"fault flags in force here now {faults.NONE.as_dict()}",
+    ]
+    assert reads["n"] == 3
