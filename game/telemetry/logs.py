@@ -105,8 +105,11 @@ class JsonFormatter(OrjsonFormatter):
         for key in list(log_record):
             if _secret(key):
                 log_record[key] = "[Filtered]"
-            elif log_record[key] == "" and key in {"trace_id", "span_id"}:
-                del log_record[key]  # tracing is off: no ids rather than empty ones
+        for key in ("trace_id", "span_id"):
+            # On every line (OBSERVABILITY.md), null where no span is active (tracing off, or
+            # a line logged outside any span): a missing field reads as a broken logger.
+            if not log_record.get(key):
+                log_record[key] = None
         if record.exc_info and "exc_info" in log_record:
             log_record["exception"] = log_record.pop("exc_info")
 

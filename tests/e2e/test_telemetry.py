@@ -270,6 +270,10 @@ async def test_every_log_line_is_json_and_one_answer_shares_its_trace_id(live):
             assert isinstance(record, dict), line
             for field in REQUIRED_LOG_FIELDS:
                 assert record.get(field) not in (None, ""), (source, field, line[:300])
+            # On every line too, null where no span was active (OBSERVABILITY.md's field list).
+            for field in ("trace_id", "span_id"):
+                assert field in record, (source, field, line[:300])
+                assert record[field] is None or re.fullmatch(r"[0-9a-f]+", record[field]), line[:300]
             assert RFC3339_UTC.match(record["timestamp"]), record["timestamp"]
             assert SNAKE.match(record["event"]), record["event"]
             assert record["level"] in {"debug", "info", "warning", "error", "critical"}
