@@ -148,7 +148,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """The handshake raised (Redis or the channel layer failing under it): count it,
         report it with the room and user, undo what it recorded, close with 1011."""
         metrics.WS_CONNECTS.labels(outcome="error").inc()
-        with sentry.error_scope():
+        # A handshake has no span of its own (spans are per frame): a failed one gets one.
+        attributes: dict[str, Any] = {"nuxtest.room": self.code}
+        user_id = getattr(self, "user_id", None)  # set once the user is known (_handshake)
+        if user_id is not None:
+            attributes["enduser.id"] = user_id
+        with tracing.failure_span("ws.connect", attributes), sentry.error_scope():
             logger.exception("websocket handshake failed", extra={"event": "ws_connect_failed"})
         # What disconnect() undoes for a connection that closes: the room's subscription,
         # its place in the room and the player's connection count.

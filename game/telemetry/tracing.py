@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace.status import Status, StatusCode
 
 from nuxtest.env import env_bool
 
@@ -169,6 +171,21 @@ def span(
     if not _enabled:
         return nullcontext()
     return tracer.start_as_current_span(name, attributes=attributes, **kwargs)
+
+
+@contextmanager
+def failure_span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """A span for work that has just failed outside any span (the exception being handled
+    is recorded on it), so that its log line and Sentry event have a trace to point at."""
+    if not _enabled:
+        yield
+        return
+    exc = sys.exc_info()[1]
+    with tracer.start_as_current_span(name, attributes=attributes) as current:
+        if exc is not None:
+            current.record_exception(exc)
+            current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        yield
 
 
 # OTLP carries integer attributes as int64: a larger one fails the encoding of the whole

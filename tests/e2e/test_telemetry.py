@@ -20,6 +20,8 @@ import pytest
 import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.client import PASSWORD, Player, api, new_player, signup
 from tests.e2e.stack import BIN, LOGS, ROOT, Stack
@@ -432,6 +434,42 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
     # Header and cookie names may appear (with "[Filtered]" values); no credential may.
     assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}", raw), "a JWT reached Sentry"
     assert not re.search(r"Bearer\s+(?!\[Filtered\])\S", raw), "a bearer credential reached Sentry"
+
+
+async def test_a_failed_handshake_reaches_sentry_with_a_trace_that_exists(live, otlp, sentry_server):
+    # A handshake has no span (spans are per frame); its error once went to Sentry with no
+    # trace tag and Sentry's own made-up trace id, which no exported span had.
+    host, guest = new_player(live.url), new_player(live.url)
+    code = api(live.url, host.token, "POST", "/api/rooms/", json={}).json()["code"]
+    await host.connect(code)
+    url = f"{live.url.replace('http://', 'ws://')}/ws/rooms/{code}/"
+    try:
+        manage(live, "faults", "set", "channel_layer_fail=true")
+        await asyncio.sleep(0.5)  # every process's copy of the flags is at most 0.2 s old
+        async with connect(url, additional_headers={"Authorization": f"Bearer {guest.token}"}) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    finally:
+        manage(live, "faults", "clear")
+        await host.close()
+    deadline = time.monotonic() + 15
+    while not (
+        events := [
+            e
+            for e in sentry_server.snapshot()
+            if dict(e.get("tags") or {}).get("room") == code and "handshake failed" in json.dumps(e)
+        ]
+    ):
+        assert time.monotonic() < deadline, sentry_server.snapshot()[-3:]
+        await asyncio.sleep(0.2)
+    tags = dict(events[0]["tags"])
+    assert tags["trace_id"] and events[0]["contexts"]["trace"]["trace_id"] == tags["trace_id"]
+    spans = await asyncio.to_thread(spans_of, otlp, lambda s: s["trace_id"] == tags["trace_id"])
+    (span,) = [s for s in spans if s["trace_id"] == tags["trace_id"] and s["name"] == "ws.connect"]
+    assert span["attributes"]["nuxtest.room"] == code
+    assert span["attributes"]["enduser.id"] == guest.user_id
+    assert any(str(e.get("exception.type")).endswith("FaultInjected") for e in span["events"]), span["events"]
 
 
 async def test_one_slow_answer_leads_from_its_exemplar_to_its_trace_its_log_lines_and_its_sentry_event(
