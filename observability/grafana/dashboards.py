@@ -67,10 +67,10 @@ def sel(name: str, *matchers: str, instance: bool = True) -> str:
     return f"{name}{{{', '.join(parts)}}}"
 
 
-def rate(name: str, *matchers: str, by: str = "", instance: bool = True) -> str:
-    """`sum [by (...)] (rate(selector[$__rate_interval]))`."""
+def rate(name: str, *matchers: str, by: str = "", instance: bool = True, window: str = RATE) -> str:
+    """`sum [by (...)] (rate(selector[$__rate_interval]))` (or over a fixed window)."""
     grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (rate({sel(name, *matchers, instance=instance)}[{RATE}]))"
+    return f"sum{grouping} (rate({sel(name, *matchers, instance=instance)}[{window}]))"
 
 
 def quantile(q: float, histogram: str, *matchers: str, by: str = "", instance: bool = True) -> str:
@@ -107,14 +107,32 @@ def agg(op: str, expr: str, by: str = "") -> str:
 
 
 # --- targets ---------------------------------------------------------------------------------
+# The only histograms observed with trace-id exemplars in a process that keeps them (the web
+# processes: game/consumers.py, game/events.py). The worker's histograms are in
+# prometheus-client's multiprocess mode, which keeps none (the round-close lag among them);
+# django-prometheus's HTTP and database histograms have none. A target asks for exemplars
+# only when it reads one of these: anywhere else the switch promises dots that never come.
+EXEMPLAR_HISTOGRAMS = (
+    "nuxtest_ws_message_duration_seconds",
+    "nuxtest_channel_layer_group_send_duration_seconds",
+)
+
+
 def prom(expr: str, legend: str = "__auto", *, exemplar: bool = False, instant: bool = False) -> Json:
-    """A Prometheus query."""
+    """A Prometheus query; `exemplar` only for a query of an EXEMPLAR_HISTOGRAMS histogram's buckets."""
     target: Json = {"datasource": PROM, "expr": expr, "legendFormat": legend, "range": not instant}
     if instant:
         target["instant"] = True
     if exemplar:
-        target["exemplar"] = True
+        target["exemplar"] = _exemplars_of(expr)
     return target
+
+
+def _exemplars_of(expr: str) -> bool:
+    """True, for a query of an exemplar histogram's buckets; a ValueError for any other."""
+    if not any(f"{h}_bucket" in expr for h in EXEMPLAR_HISTOGRAMS):
+        raise ValueError(f"exemplars asked of a query without an exemplar histogram: {expr}")
+    return True
 
 
 def loki(expr: str, legend: str = "", *, query_type: str = "range") -> Json:
@@ -209,9 +227,16 @@ def stat(
     return panel
 
 
-def heatmap(title: str, target: Json, *, description: str = "", unit: str = "s") -> Json:
-    """A heatmap of a histogram's buckets (target must use format=heatmap)."""
-    target = {**target, "format": "heatmap", "exemplar": True}
+def heatmap(
+    title: str, target: Json, *, description: str = "", unit: str = "s", exemplar: bool = False
+) -> Json:
+    """A heatmap of a histogram's buckets (target must use format=heatmap).
+
+    `exemplar` only for a histogram of EXEMPLAR_HISTOGRAMS.
+    """
+    target = {**target, "format": "heatmap"}
+    if exemplar:
+        target["exemplar"] = _exemplars_of(target["expr"])
     panel = _panel("heatmap", title, [target], description, unit)
     panel["options"] = {
         "calculate": False,
@@ -577,11 +602,7 @@ def overview() -> Json:
         timeseries(
             "HTTP latency",
             *[
-                prom(
-                    quantile(q, "django_http_requests_latency_seconds_by_view_method"),
-                    f"p{int(q * 100)}",
-                    exemplar=True,
-                )
+                prom(quantile(q, "django_http_requests_latency_seconds_by_view_method"), f"p{int(q * 100)}")
                 for q in (0.5, 0.95, 0.99)
             ],
             unit="s",
@@ -644,7 +665,7 @@ def overview() -> Json:
         with_links(
             timeseries(
                 "Round-close lag p99",
-                prom(quantile(0.99, "nuxtest_round_close_lag_seconds", instance=False), "p99", exemplar=True),
+                prom(quantile(0.99, "nuxtest_round_close_lag_seconds", instance=False), "p99"),
                 unit="s",
                 thresholds=LAG_THRESHOLDS,
                 description="Close time minus deadline, deadline-closed rounds. Objective: p99 under 250 ms.",
@@ -756,13 +777,15 @@ def game() -> Json:
         timeseries(
             "Round-close lag",
             *[
-                prom(quantile(q, "nuxtest_round_close_lag_seconds"), f"p{int(q * 100)}", exemplar=True)
+                prom(quantile(q, "nuxtest_round_close_lag_seconds"), f"p{int(q * 100)}")
                 for q in (0.5, 0.9, 0.99)
             ],
             unit="s",
             thresholds=LAG_THRESHOLDS,
             description="Actual close time minus the deadline, for rounds closed by their deadline. "
-            "p99 must stay under 250 ms; 1 s is a failure. Exemplars link to the close's trace.",
+            "p99 must stay under 250 ms; 1 s is a failure. No exemplars (observed in the worker, "
+            "whose multiprocess metrics keep none): the late closes' `round_closed` log lines "
+            "carry the lag and the trace id (Logs).",
         ),
     )
     b.add(
@@ -821,10 +844,14 @@ def game() -> Json:
     )
     b.add(
         timeseries(
-            "Answers (/s): acknowledged to players, counted by the server",
+            "Answers (/s): acknowledged to players, received by the server",
             prom(rate("locust_requests_total", *LOCUST_ACKS, instance=False), "players: answer_ack"),
-            prom(rate("nuxtest_answers_total", instance=False), "server: answers"),
-            description="The rate players saw acknowledged (Locust) and the rate the server counted.",
+            prom(
+                rate("nuxtest_answers_total", 'outcome!="missing"', instance=False),
+                "server: answers received",
+            ),
+            description="The rate players saw acknowledged (Locust) and the rate of answers the server "
+            "counted (correct and wrong; not `missing`, a round a player did not answer).",
         ),
         w=6,
     )
@@ -955,7 +982,9 @@ def websockets() -> Json:
                     buckets("nuxtest_ws_message_duration_seconds", eq("type", "answer")),
                     "{{le}}",
                 ),
-                description="The latency SLI: an answer acknowledged within 100 ms.",
+                description="The latency SLI: an answer acknowledged within 100 ms. Exemplars link "
+                "to the trace of one answer.",
+                exemplar=True,
             ),
             "slos",
         ),
@@ -1102,9 +1131,7 @@ def celery() -> Json:
     b.add(
         timeseries(
             "Task run time p95 by task",
-            prom(
-                quantile(0.95, "nuxtest_celery_task_duration_seconds", by="task"), "{{task}}", exemplar=True
-            ),
+            prom(quantile(0.95, "nuxtest_celery_task_duration_seconds", by="task"), "{{task}}"),
             unit="s",
         ),
     )
@@ -1112,7 +1139,7 @@ def celery() -> Json:
         with_links(
             timeseries(
                 "Round-close lag p99",
-                prom(quantile(0.99, "nuxtest_round_close_lag_seconds", instance=False), "p99", exemplar=True),
+                prom(quantile(0.99, "nuxtest_round_close_lag_seconds", instance=False), "p99"),
                 unit="s",
                 thresholds=LAG_THRESHOLDS,
                 description="A backlog shows here before players complain.",
@@ -1226,9 +1253,7 @@ def django() -> Json:
         timeseries(
             "Latency p95 by view",
             prom(
-                quantile(0.95, "django_http_requests_latency_seconds_by_view_method", by="view"),
-                "{{view}}",
-                exemplar=True,
+                quantile(0.95, "django_http_requests_latency_seconds_by_view_method", by="view"), "{{view}}"
             ),
             unit="s",
         ),
@@ -1240,7 +1265,6 @@ def django() -> Json:
                 prom(
                     quantile(q, "django_http_requests_latency_including_middlewares_seconds"),
                     f"p{int(q * 100)}",
-                    exemplar=True,
                 )
                 for q in (0.5, 0.95, 0.99)
             ],
@@ -1256,7 +1280,7 @@ def django() -> Json:
     b.add(
         timeseries(
             "Query duration p95",
-            prom(quantile(0.95, "django_db_query_duration_seconds", by="alias"), "{{alias}}", exemplar=True),
+            prom(quantile(0.95, "django_db_query_duration_seconds", by="alias"), "{{alias}}"),
             unit="s",
         ),
         w=6,
@@ -1422,27 +1446,44 @@ def django() -> Json:
     return b.build()
 
 
+def _answers_slower_than(seconds: str, **kw: Any) -> str:
+    """Rate of answers handled in more than `seconds` (a bucket boundary)."""
+    histogram = "nuxtest_ws_message_duration_seconds"
+    return (
+        f"({rate(f'{histogram}_count', eq('type', 'answer'), **kw)}"
+        f" - {rate(f'{histogram}_bucket', eq('type', 'answer'), eq('le', seconds), **kw)})"
+    )
+
+
+# Per SLO: title, what it promises, and its SLI's bad and total events per web instance over
+# 5 m, from the raw series (the recording rules of rules/slo.yml sum the instances away).
 SLOS = {
     "game-availability": (
         "Game availability",
         "Answers and starts handled without a server error. Objective 99.9 % over 30 days.",
+        rate("nuxtest_game_actions_total", eq("outcome", "server_error"), by="instance", window="5m"),
+        rate("nuxtest_game_actions_total", by="instance", window="5m"),
     ),
     "game-latency": (
         "Game latency",
         "Answers acknowledged within 100 ms. Objective 99 % over 30 days.",
+        _answers_slower_than("0.1", by="instance", window="5m"),
+        rate("nuxtest_ws_message_duration_seconds_count", eq("type", "answer"), by="instance", window="5m"),
     ),
 }
-WINDOWS = ("5m", "1h", "6h", "1d", "3d")
+# Every window the burn-rate alerts read (rules/slo.yml): short and long of each pair.
+WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
 def slos() -> Json:
     """Objective, error budget left and burn rates for each SLO (Sloth-style recording rules)."""
     b = Board(
         "slos",
-        "Service-level objectives: objective, error budget left over 30 days, burn rates by window.",
-        [env_var()],
+        "Service-level objectives: objective, error budget left over 30 days, burn rates by window "
+        "and by web instance.",
+        [env_var(), instance_var(WEB)],
     )
-    for slo, (title, what) in SLOS.items():
+    for slo, (title, what, bad, total) in SLOS.items():
         match = f'sloth_slo="{slo}"'
         b.row(f"{title}: {what}")
         b.add(
@@ -1514,12 +1555,28 @@ def slos() -> Json:
         )
         b.add(
             timeseries(
+                "Burn rate by instance (5 m)",
+                prom(
+                    f"{bad} / ({total} > 0) / on () group_left () slo:error_budget:ratio{{{match}}}",
+                    "{{instance}}",
+                ),
+                unit="x",
+                thresholds=[(None, "green"), (1, "yellow"), (3, "orange"), (6, "red"), (14.4, "dark-red")],
+                description="Each selected web instance's own 5-minute burn rate, against the same budget: "
+                "which instance burns it. The SLO and its alerts are the environment's (the recording "
+                "rules sum the instances away); only this panel follows the instance variable.",
+            ),
+            w=6,
+        )
+        b.add(
+            timeseries(
                 "Error budget left (30 d)",
                 prom(sel("slo:period_error_budget_remaining:ratio", match, instance=False), "budget left"),
                 unit="percentunit",
                 minimum=None,
                 thresholds=[(None, "red"), (0, "orange"), (0.25, "green")],
             ),
+            w=6,
         )
     return b.build()
 

@@ -107,7 +107,7 @@ def test_the_catalogue_lists_exactly_the_spans_the_code_starts():
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "span"
+                and node.func.attr in ("span", "failure_span")
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "tracing"
                 and node.args

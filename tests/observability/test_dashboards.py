@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import promql_parser
 import pytest
+from prometheus_client import Histogram
 
+from game.telemetry import metrics
 from tests.observability import support
-from tests.observability.support import DASHBOARDS, GRAFANA, PROVISIONING, iter_panels, load_yaml
+from tests.observability.support import (
+    DASHBOARDS,
+    GRAFANA,
+    LOKI_LABELS,
+    PROVISIONING,
+    ROOT,
+    iter_panels,
+    load_yaml,
+)
 
 BOARDS = support.dashboards()
 EXPECTED_UIDS = {
@@ -23,16 +36,16 @@ EXPECTED_UIDS = {
     "nuxtest-slos",
     "nuxtest-logs",
 }
-# Dashboards without an `instance` variable, and why: SLOs are measured over the whole
-# environment; log streams carry only service, level and env labels.
-NO_INSTANCE = {"nuxtest-slos", "nuxtest-logs"}
-# Histograms observed outside any trace carry no exemplars: how long players think or wait,
-# and the event loop lag.
-NO_EXEMPLARS = {
-    "nuxtest_answer_time_seconds",
-    "nuxtest_matchmaking_wait_seconds",
-    "nuxtest_event_loop_lag_seconds",
-}
+# Dashboards without an `instance` variable, and why: Logs reads only Loki, whose streams
+# carry no instance (support.LOKI_LABELS: service, level, env; no field of a line names its
+# process either), so the variable could filter nothing there. Checked below: the day Loki
+# gets an instance label, Logs must get the variable.
+NO_INSTANCE = {"nuxtest-logs"}
+# Histograms the code observes with an exemplar but in Celery workers only, where
+# prometheus-client's multiprocess mode (nuxtest/worker.py, PROMETHEUS_MULTIPROC_DIR) keeps
+# none: the round-close lag is observed for deadline closes, which only the worker's tasks
+# make (game.tasks.round_deadline, game.tasks.rooms_sweep → services.round_close_due).
+WORKER_ONLY_EXEMPLARS = {"nuxtest_round_close_lag_seconds"}
 
 
 def _generator() -> ModuleType:
@@ -126,11 +139,21 @@ def test_dashboard_has_env_and_instance_variables_and_uses_only_defined_ones(nam
     defined = {v["name"] for v in board["templating"]["list"]}
     assert "env" in defined
     if board["uid"] not in NO_INSTANCE:
-        assert "instance" in defined
+        assert "instance" in defined, f"{name} has no instance variable"
+    else:
+        # The justified exception: nothing on the board could follow an instance.
+        assert "instance" not in LOKI_LABELS
+        assert all(
+            t["datasource"]["type"] == "loki"
+            for p in iter_panels(board["panels"])
+            for t in p.get("targets", [])
+        ), f"{name} has Prometheus queries: give it an instance variable"
     used: set[str] = set()
+    in_panels: set[str] = set()
     for panel in iter_panels(board["panels"]):
         for target in panel.get("targets", []):
             used |= support.variables_used(target["expr"])
+            in_panels |= support.variables_used(target["expr"])
             assert "$env" in target["expr"] or "slo:objective" in target["expr"], (
                 f"{name}: {panel['title']!r} ignores the environment"
             )
@@ -140,6 +163,56 @@ def test_dashboard_has_env_and_instance_variables_and_uses_only_defined_ones(nam
             query.get("query", "") if isinstance(query, dict) else str(query or "")
         )
     assert used <= defined, f"{name}: undefined variables {used - defined}"
+    assert {"env", "instance"} & defined <= in_panels, f"{name}: a variable no panel follows"
+
+
+def _without_job(variable: dict[str, Any]) -> dict[str, Any]:
+    """An instance variable with its scrape jobs (the one thing that may differ) blanked."""
+    blank = {**variable, "query": {**variable["query"]}}
+
+    def jobs(text: str) -> str:
+        return re.sub(r'job=~"[^"]*"', 'job=~"JOBS"', text)
+
+    blank["query"]["query"] = jobs(blank["query"]["query"])
+    blank["definition"] = jobs(blank["definition"])
+    return blank
+
+
+def test_instance_variables_are_defined_alike() -> None:
+    """The same kind, data source, query (but the jobs), defaults and multi-select everywhere."""
+    found = {
+        name: variable
+        for name, board in BOARDS.items()
+        for variable in board["templating"]["list"]
+        if variable["name"] == "instance"
+    }
+    assert set(found) == {n for n, b in BOARDS.items() if b["uid"] not in NO_INSTANCE}
+    reference = _without_job(found["overview.json"])
+    assert reference["query"]["query"] == 'label_values(up{env=~"$env", job=~"JOBS"}, instance)'
+    for name, variable in found.items():
+        assert _without_job(variable) == reference, f"{name}: instance variable differs from Overview's"
+
+
+def _has_instance(record: str) -> bool:
+    """Whether a recording rule's series may keep `instance`: not if every rule recording it
+    aggregates without naming it (all of rules/slo.yml: `sum by (env)`, `vector(...)` and
+    series recorded from those)."""
+    exprs = [r.expr for r in support.rules() if r.record == record]
+    return any("instance" in e or not re.search(r"\b(?:by \(|vector\(|slo:)", e) for e in exprs)
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_instance_filters_only_series_that_have_the_label(name: str) -> None:
+    recorded = support.recording_names()
+    for panel in iter_panels(BOARDS[name]["panels"]):
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("type") != "prometheus":
+                continue
+            for selector in support.selectors(support.grafana_to_promql(target["expr"])):
+                if selector.name in recorded and not _has_instance(selector.name):
+                    assert all(m.name != "instance" for m in selector.matchers.matchers), (
+                        f"{name}: {panel['title']!r} filters {selector.name} by instance, which it has not"
+                    )
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
@@ -165,33 +238,183 @@ def test_every_dashboard_is_reached_from_another_by_a_panel_link() -> None:
     assert targets == EXPECTED_UIDS
 
 
-def _quantile_histogram(expr: str) -> str | None:
-    found = re.search(r"histogram_quantile\([^,]+,.*?\b(\w+)_bucket\{", expr)
-    return found.group(1) if found else None
+# --- exemplars ----------------------------------------------------------------------------------
+def _observed_with_exemplars() -> set[str]:
+    """Project histograms some `.observe(..., exemplar=...)` call in game/ feeds.
+
+    The receiver is resolved through module-level names (`_DURATION = {t: metrics.X.labels(t)}`
+    then `_DURATION[kind].observe(...)`) to the `metrics.X` it refers to.
+    """
+    found: set[str] = set()
+    for path in sorted((ROOT / "game").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases: dict[str, set[str]] = {}
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        aliases[target.id] = _metrics_named(node.value, {}, path)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "observe"
+                and any(k.arg == "exemplar" for k in node.keywords)
+            ):
+                found |= _metrics_named(node.func.value, aliases, path)
+    return found
+
+
+def _metrics_named(node: ast.AST, aliases: dict[str, set[str]], path: Path) -> set[str]:
+    names: set[str] = set()
+    in_metrics = path == ROOT / "game" / "telemetry" / "metrics.py"
+    for sub in ast.walk(node):
+        attr = None
+        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "metrics":
+            attr = sub.attr
+        elif isinstance(sub, ast.Name) and in_metrics:
+            attr = sub.id
+        elif isinstance(sub, ast.Name):
+            names |= aliases.get(sub.id, set())
+        if attr and isinstance(getattr(metrics, attr, None), Histogram):
+            names.add(getattr(metrics, attr)._name)
+    return names
+
+
+def _histograms_with_exemplars() -> set[str]:
+    """The histograms whose exemplars reach Prometheus: observed with one, in a web process."""
+    observed = _observed_with_exemplars()
+    assert WORKER_ONLY_EXEMPLARS <= observed, "WORKER_ONLY_EXEMPLARS names a histogram no longer observed so"
+    return observed - WORKER_ONLY_EXEMPLARS
+
+
+EXEMPLAR_HISTOGRAMS = _histograms_with_exemplars()
+
+
+def _bucket_histograms(expr: str) -> set[str]:
+    """Histograms whose `_bucket` series a query reads."""
+    return {
+        s.name.removesuffix("_bucket")
+        for s in support.selectors(support.grafana_to_promql(expr))
+        if s.name and s.name.endswith("_bucket")
+    }
+
+
+def test_the_histograms_with_exemplars_are_the_ones_documented() -> None:
+    """Derived from the code; the metrics' help text and docs/telemetry.md say the same."""
+    assert EXEMPLAR_HISTOGRAMS == {
+        "nuxtest_ws_message_duration_seconds",
+        "nuxtest_channel_layer_group_send_duration_seconds",
+    }
+    helped = {
+        m._name
+        for m in vars(metrics).values()
+        if isinstance(m, Histogram) and "trace-id exemplars" in m._documentation
+    }
+    assert helped == EXEMPLAR_HISTOGRAMS
+    catalogue = (ROOT / "docs" / "telemetry.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(\w+)` \| histogram \|[^\n]*trace-id exemplars", catalogue, re.M))
+    assert documented == EXEMPLAR_HISTOGRAMS
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
-def test_latency_panels_show_exemplars(name: str) -> None:
+def test_exemplars_are_asked_only_of_histograms_that_have_them(name: str) -> None:
+    """An exemplar switch on any other query promises dots that can never show."""
     for panel in iter_panels(BOARDS[name]["panels"]):
         for target in panel.get("targets", []):
-            histogram = _quantile_histogram(target.get("expr", ""))
-            if histogram and histogram.endswith("_seconds") and histogram not in NO_EXEMPLARS:
+            if target.get("exemplar"):
+                assert _bucket_histograms(target["expr"]) & EXEMPLAR_HISTOGRAMS, (
+                    f"{name}: {panel['title']!r} asks for exemplars of {target['expr']}, "
+                    f"which has none (only {sorted(EXEMPLAR_HISTOGRAMS)} do)"
+                )
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_panels_of_histograms_with_exemplars_show_them(name: str) -> None:
+    """Where a histogram with exemplars is drawn on its own axis (a quantile, a heatmap).
+
+    Not where its buckets only feed a ratio (a burn rate): a dot there would sit at an
+    observed duration on an axis of something else.
+    """
+    for panel in iter_panels(BOARDS[name]["panels"]):
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("type") != "prometheus":
+                continue
+            drawn = panel["type"] == "heatmap" or target["expr"].startswith("histogram_quantile(")
+            if drawn and _bucket_histograms(target["expr"]) & EXEMPLAR_HISTOGRAMS:
                 assert target.get("exemplar") is True, f"{name}: {panel['title']!r} hides its exemplars"
 
 
-def test_the_latency_panels_promised_have_exemplars() -> None:
-    with_exemplars = {
-        _quantile_histogram(t["expr"])
+def test_every_histogram_with_exemplars_has_a_panel_showing_them() -> None:
+    shown = {
+        h
         for board in BOARDS.values()
         for panel in iter_panels(board["panels"])
         for t in panel.get("targets", [])
         if t.get("exemplar")
+        for h in _bucket_histograms(t["expr"])
     }
-    assert {
-        "nuxtest_ws_message_duration_seconds",
-        "nuxtest_channel_layer_group_send_duration_seconds",
-        "nuxtest_round_close_lag_seconds",
-    } <= with_exemplars
+    assert shown == EXEMPLAR_HISTOGRAMS
+
+
+# --- SLOs and the load test -----------------------------------------------------------------------
+def test_burn_rate_panels_draw_every_window_the_alerts_use() -> None:
+    alerted = {
+        window
+        for rule in support.alert_rules()
+        for window in re.findall(r"slo:sli_error:ratio_rate(\w+)\b", rule.expr)
+    }
+    assert alerted, "no burn-rate alert found"
+    slos = BOARDS["slos.json"]
+    panels = [p for p in iter_panels(slos["panels"]) if p.get("title") == "Burn rate by window"]
+    assert len(panels) == 2, "one per SLO"
+    for panel in panels:
+        drawn = {
+            window
+            for t in panel["targets"]
+            for window in re.findall(r"slo:sli_error:ratio_rate(\w+)\b", t["expr"])
+        }
+        assert alerted <= drawn, f"burn-rate windows the alerts use but the panel lacks: {alerted - drawn}"
+
+
+def _accepts(selector: promql_parser.VectorSelector, label: str, value: str) -> bool:
+    """Whether a selector matches series with label=value (as far as that label decides)."""
+    for m in selector.matchers.matchers:
+        if m.name != label:
+            continue
+        if m.op == promql_parser.MatchOp.Equal:
+            ok = value == m.value
+        elif m.op == promql_parser.MatchOp.NotEqual:
+            ok = value != m.value
+        elif m.op == promql_parser.MatchOp.Re:
+            ok = re.fullmatch(m.value, value) is not None
+        else:
+            ok = re.fullmatch(m.value, value) is None
+        if not ok:
+            return False
+    return True
+
+
+def test_server_answers_beside_the_players_acks_leave_out_missing_ones() -> None:
+    """Locust counts answers acknowledged; `missing` (a round not answered) is no answer received."""
+    compared = 0
+    for board in BOARDS.values():
+        for panel in iter_panels(board["panels"]):
+            exprs = [support.grafana_to_promql(t["expr"]) for t in panel.get("targets", []) if "expr" in t]
+            if not any('name="answer_ack"' in e and "locust_requests_total" in e for e in exprs):
+                continue
+            for expr in exprs:
+                for selector in support.selectors(expr):
+                    if selector.name == "nuxtest_answers_total":
+                        compared += 1
+                        assert _accepts(selector, "outcome", "correct") and _accepts(
+                            selector, "outcome", "wrong"
+                        )
+                        assert not _accepts(selector, "outcome", "missing"), (
+                            f"{panel['title']!r} counts unanswered rounds as answers: {expr}"
+                        )
+    assert compared, "no panel compares the server's answers with Locust's acks"
 
 
 def test_datasources_link_metrics_logs_and_traces() -> None:
