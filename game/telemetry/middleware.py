@@ -17,7 +17,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
-from game.telemetry import context
+from game.telemetry import context, tracing
 
 logger = logging.getLogger("nuxtest.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -72,6 +72,10 @@ class RequestLogMiddleware:
     def _end(
         request: HttpRequest, response: HttpResponseBase, request_id: str, started: float
     ) -> HttpResponseBase:
+        user_id = _user_id(request)
+        if user_id is not None:
+            # Django's request span knows no user (DRF authenticates inside the view).
+            tracing.annotate({"enduser.id": user_id})
         logger.log(
             logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO,
             "%s %s %s",
@@ -84,7 +88,7 @@ class RequestLogMiddleware:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "user_id": _user_id(request),
+                "user_id": user_id,
             },
         )
         response["X-Request-ID"] = request_id

@@ -173,6 +173,12 @@ def span(
     return tracer.start_as_current_span(name, attributes=attributes, **kwargs)
 
 
+def annotate(attributes: Mapping[str, Any]) -> None:
+    """Set attributes on the current span (a library's: Django's request span), if any."""
+    if _enabled:
+        trace.get_current_span().set_attributes(attributes)
+
+
 @contextmanager
 def failure_span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[None]:
     """A span for work that has just failed outside any span (the exception being handled

@@ -436,6 +436,20 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
     assert not re.search(r"Bearer\s+(?!\[Filtered\])\S", raw), "a bearer credential reached Sentry"
 
 
+def test_an_authenticated_request_s_span_names_its_user(live, otlp):
+    # OBSERVABILITY.md's span attributes include enduser.id; Django's request span is made
+    # before DRF authenticates the token, so the access-log middleware adds it.
+    player = new_player(live.url)
+    r = api(live.url, player.token, "POST", "/api/rooms/", json={})
+    assert r.status_code == 201, r.text
+
+    def mine(span: dict[str, Any]) -> bool:
+        return span["name"].startswith("POST") and span["attributes"].get("enduser.id") == player.user_id
+
+    spans = spans_of(otlp, mine)
+    assert [s for s in spans if mine(s)], [s for s in spans if s["name"].startswith("POST")][-3:]
+
+
 async def test_a_failed_handshake_reaches_sentry_with_a_trace_that_exists(live, otlp, sentry_server):
     # A handshake has no span (spans are per frame); its error once went to Sentry with no
     # trace tag and Sentry's own made-up trace id, which no exported span had.
