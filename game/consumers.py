@@ -126,6 +126,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.flood_closed = False
         # The code of a close this server began (the disconnect reports it, not the reply).
         self.closed_with: int | None = None
+        # The frame being handled has had its answer_ack (what fails after it is no error of
+        # the player's frame: the ack's word on the answer stands).
+        self.acked = False
         self.counted = False
         self.in_room = False
         self.subscribed = False
@@ -322,6 +325,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                         span.update_name(f"ws.{kind}")
                         if (number := tracing.round_attribute(round_hint)) is not None:
                             span.set_attribute("nuxtest.round", number)
+                self.acked = False
                 outcome = await self._handle(frame)
             except FrameError as exc:
                 outcome = "refused"
@@ -332,7 +336,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     logger.exception(
                         "frame handling failed", extra={"event": "ws_frame_failed", "frame_type": kind}
                     )
-                await self._send({"type": "error", "code": "internal_error", "message": "the server failed"})
+                if not self.acked:
+                    # After an accepted answer_ack, an error would tell the player the answer
+                    # had no effect; what failed (the round close's broadcast) is every
+                    # player's alike, and a `sync` shows the room as it is.
+                    await self._send(
+                        {"type": "error", "code": "internal_error", "message": "the server failed"}
+                    )
             finally:
                 _RECEIVED[kind].inc()
                 if kind in _ACTIONS:
@@ -434,6 +444,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             extra={"event": "answer_received", "accepted": outcome.accepted, "reason": outcome.reason},
         )
         await self._send(outcome.frame())
+        self.acked = True
 
     # --- Frames to the client -------------------------------------------------------------
 

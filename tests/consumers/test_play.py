@@ -14,7 +14,7 @@ from typing import Any
 
 from autobahn.exception import Disconnected
 
-from game import events, scheduler, services
+from game import events, faults, scheduler, services
 from game.telemetry import metrics
 from tests.conftest import ws_join
 from tests.play import (
@@ -569,6 +569,35 @@ async def test_an_answer_whose_ack_finds_the_connection_closed_counts_and_is_no_
     assert failed._value.get() == before
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     await bob.close()
+    await alice.close()
+
+
+async def test_an_answer_counted_before_its_round_close_failed_gets_its_ack_and_no_error(make_user, caplog):
+    # The answer is stored and acknowledged; then the round close it causes fails to go out
+    # (the channel layer failing). An `error` after the accepted ack told the player the
+    # answer had no effect (protocol.md's internal_error); the failure is the server's and
+    # still counts against the availability SLI.
+    (alice_user,) = await users(make_user, NAMES[0])
+    code = await room_new(alice_user, rounds=2, answer_seconds=60, reveal_seconds=0)
+    (alice,) = await sockets_open(code, alice_user)
+    await start_over_socket([alice])
+    failed = metrics.GAME_ACTIONS.labels(action="answer", outcome="server_error")
+    before = failed._value.get()
+    await faults.update({"channel_layer_fail": True})
+    try:
+        ack = await alice.answer(1, 2)
+        assert ack["accepted"] is True
+        for _ in range(100):
+            if failed._value.get() > before:
+                break
+            await asyncio.sleep(0.02)
+        assert failed._value.get() == before + 1
+        assert await alice.quiet(0.3), alice.frames[-3:]
+    finally:
+        await faults.clear()
+    assert [r for r in caplog.records if getattr(r, "event", "") == "ws_frame_failed"]
+    state = await alice.resync()
+    assert state["round"] == 1 and state["question"] is None  # the round did close
     await alice.close()
 
 
