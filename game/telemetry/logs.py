@@ -38,6 +38,7 @@ _LIBRARY_EVENTS = {
     "channels_redis.core": "channel_layer_log",
     "daphne.http_protocol": "daphne_http",
     "daphne.ws_protocol": "daphne_ws",
+    "multiprocessing": "celery_pool_log",
 }
 
 
@@ -192,6 +193,11 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "loggers": {
             # channels-redis reports drops only at INFO: always count them, whatever LOG_LEVEL says.
             "channels_redis.core": {"handlers": ["channel_layer_drops"], "level": "INFO", "propagate": True},
+            # Celery's pool (billiard) logs under "multiprocessing", a logger that never
+            # propagates: with no handler of its own, Python's last-resort handler printed its
+            # errors ("Process 'ForkPoolWorker-2' pid:… exited with 'signal 15 (SIGTERM)'")
+            # as bare text on stderr, the worker's one non-JSON line.
+            "multiprocessing": {"handlers": ["stdout"], "propagate": False},
             **{name: {"filters": ["routine"]} for name in _ROUTINE_LOGGERS},
             # Django's warning for every 4xx ("Not Found: ...", "Unauthorized: ...") repeats
             # the access line (`http_request`, with its status) of each refused request; its
