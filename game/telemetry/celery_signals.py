@@ -39,6 +39,8 @@ _hostname = ""
 _FORKING_POOLS = {"celery.concurrency.prefork"}
 _traces_per_process = False
 _stop = threading.Event()
+# The final states a task's metrics count (task_postrun's state, lower-cased) made at zero.
+TASK_STATES = ("success", "failure", "retry")
 _STDOUT = 1  # the file descriptor Celery writes its notices to (sys.__stdout__)
 
 
@@ -105,6 +107,18 @@ def _pool_forks(worker: Any) -> bool:
     except Exception:  # an alias Celery will refuse itself a moment later
         return False
     return getattr(cls, "__module__", "") in _FORKING_POOLS
+
+
+@signals.worker_ready.connect
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    # Every game task's outcomes at zero (as metrics._labels_init does for the web's): rate()
+    # cannot count a series' first value, so a task's first failure went unseen by
+    # NuxtestCeleryTaskFailures. Here, not at worker_init: the tasks are registered by now.
+    app = getattr(sender, "app", None)
+    for name in list(getattr(app, "tasks", {})):
+        if name.startswith("game."):
+            for state in TASK_STATES:
+                metrics.CELERY_TASKS.labels(task=name, state=state)
 
 
 @signals.worker_process_init.connect

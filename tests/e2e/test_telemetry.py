@@ -302,6 +302,26 @@ async def test_every_log_line_is_json_and_one_answer_shares_its_trace_id(live):
     assert {r["service"] for r in records} >= {"web", "worker"}
 
 
+def test_a_new_worker_serves_every_game_task_s_failures_at_zero(live):
+    # rate() cannot count a series' first value: a task's first failure went unseen by
+    # NuxtestCeleryTaskFailures while the failure series did not exist yet.
+    live.start_worker("worker_fresh")
+    try:
+        text = requests.get(live.worker_metrics["worker_fresh"], timeout=5).text
+    finally:
+        live.stop("worker_fresh")
+        live.worker_metrics.pop("worker_fresh", None)
+    samples = {
+        (s.labels["task"], s.labels["state"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "nuxtest_celery_tasks"
+        for s in family.samples
+        if s.name == "nuxtest_celery_tasks_total"
+    }
+    for task in ("game.tasks.round_deadline", "game.tasks.round_advance", "game.tasks.results_store"):
+        assert samples.get((task, "failure")) == 0, sorted(samples)
+
+
 def test_a_worker_told_to_stop_says_so_in_a_json_line(live):
     # Celery writes its shutdown notice past logging, from its signal handler: it was the
     # worker's one plain-text line (game.telemetry.celery_signals._say).
