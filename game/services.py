@@ -453,7 +453,7 @@ async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
     """
     if not evts:
         return
-    observe.transition_observe(room, evts, now=now_ms())
+    observe.transition_observe(room, evts)
     closed = next((e for e in evts if e["type"] == "round_result"), None)
     if closed is None:
         await _publish_and_arm(room, evts)

@@ -1,7 +1,8 @@
 """Game metrics derived from the events of a transition (the engine knows nothing of them).
 
 services._after() hands every transition's events here, whichever path caused it (a
-frame, a timer, the sweeper), so each game fact is counted once, where it happened.
+frame, a timer, the sweeper), so each game fact is counted once, where it happened; a
+round's close lag and log line wait for its result's broadcast (`round_published`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ logger = logging.getLogger("game.flow")
 _MODES = {True: "quick", False: "private"}
 
 
-def transition_observe(room: Room, evts: list[dict[str, Any]], *, now: int) -> None:
+def transition_observe(room: Room, evts: list[dict[str, Any]]) -> None:
     """Count what these events say happened to the room."""
     for event in evts:
         kind = event["type"]
