@@ -7,6 +7,7 @@ already answered: no frame they can send may legitimately change the room.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from game import presence
 from game.aio import run_sync
 from tests.conftest import recv, send, ws_join
 from tests.play import room_dict, room_new
@@ -79,6 +81,16 @@ def fuzz_room(
     yield code, comm
     run_sync(first.disconnect())
     run_sync(comm.disconnect())
+    # The handshakes started this process's heartbeat on the service loop, which outlives
+    # the test: it went on marking a web process alive under every later test's Redis
+    # prefix (a later test that needs none running failed when a beat fell inside it).
+    run_sync(heartbeat_stop())
+
+
+async def heartbeat_stop() -> None:
+    task = presence._heartbeats.pop(asyncio.get_running_loop(), None)
+    if task is not None:
+        task.cancel()
 
 
 async def _one(code: str, comm: WebsocketCommunicator, raw: str) -> None:
