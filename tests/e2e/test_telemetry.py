@@ -307,17 +307,11 @@ def test_a_new_worker_serves_every_game_task_s_failures_at_zero(live):
     # NuxtestCeleryTaskFailures while the failure series did not exist yet.
     live.start_worker("worker_fresh")
     try:
-        text = requests.get(live.worker_metrics["worker_fresh"], timeout=5).text
+        scraped = scrape(live.worker_metrics["worker_fresh"])
     finally:
         live.stop("worker_fresh")
         live.worker_metrics.pop("worker_fresh", None)
-    samples = {
-        (s.labels["task"], s.labels["state"]): s.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "nuxtest_celery_tasks"
-        for s in family.samples
-        if s.name == "nuxtest_celery_tasks_total"
-    }
+    samples = {(lab["task"], lab["state"]): v for n, lab, v in scraped if n == "nuxtest_celery_tasks_total"}
     for task in ("game.tasks.round_deadline", "game.tasks.round_advance", "game.tasks.results_store"):
         assert samples.get((task, "failure")) == 0, sorted(samples)
 
@@ -487,18 +481,9 @@ async def test_a_failed_handshake_reaches_sentry_with_a_trace_that_exists(live, 
     finally:
         manage(live, "faults", "clear")
         await host.close()
-    deadline = time.monotonic() + 15
-    while not (
-        events := [
-            e
-            for e in sentry_server.snapshot()
-            if dict(e.get("tags") or {}).get("room") == code and "handshake failed" in json.dumps(e)
-        ]
-    ):
-        assert time.monotonic() < deadline, sentry_server.snapshot()[-3:]
-        await asyncio.sleep(0.2)
-    tags = dict(events[0]["tags"])
-    assert tags["trace_id"] and events[0]["contexts"]["trace"]["trace_id"] == tags["trace_id"]
+    event = await asyncio.to_thread(wait_event, sentry_server, code, containing="handshake failed")
+    tags = event["tags"]
+    assert tags["trace_id"] and event["contexts"]["trace"]["trace_id"] == tags["trace_id"]
     spans = await asyncio.to_thread(spans_of, otlp, lambda s: s["trace_id"] == tags["trace_id"])
     (span,) = [s for s in spans if s["trace_id"] == tags["trace_id"] and s["name"] == "ws.connect"]
     assert span["attributes"]["nuxtest.room"] == code
@@ -595,18 +580,34 @@ async def answer_under_faults(live: Stack, player: Player, *flags: str) -> None:
     assert (await player.next("answer_ack"))["accepted"] is True
 
 
-def wait_event(sentry_server: Any, room: str, round_number: str, timeout: float = 15) -> dict[str, Any]:
+def wait_event(
+    sentry_server: Any,
+    room: str,
+    round_number: str | None = None,
+    *,
+    containing: str | None = None,
+    timeout: float = 15,
+) -> dict[str, Any]:
+    """The first Sentry event tagged with this room (and round, if given; and holding the
+    text `containing`, if given), its tags as a dict."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in sentry_server.snapshot():
             tags = event.get("tags") or {}
             if isinstance(tags, list):
                 tags = dict(tags)
-            if tags.get("room") == room and tags.get("round") == round_number:
+            if (
+                tags.get("room") == room
+                and (round_number is None or tags.get("round") == round_number)
+                and (containing is None or containing in json.dumps(event))
+            ):
                 event["tags"] = tags
                 return event
         time.sleep(0.2)
-    pytest.fail(f"no Sentry event tagged room={room} round={round_number}: {sentry_server.snapshot()[-3:]}")
+    pytest.fail(
+        f"no Sentry event tagged room={room} round={round_number} holding {containing!r}: "
+        f"{sentry_server.snapshot()[-3:]}"
+    )
 
 
 async def test_no_span_attribute_or_log_field_carries_a_secret(live, otlp):
