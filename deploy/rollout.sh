@@ -15,7 +15,7 @@
 #   (STOP_TIMEOUT: seconds each old container gets after its SIGTERM, 60 as compose's grace)
 set -eu
 
-service=$1
+service=${1:?usage: deploy/rollout.sh SERVICE ["PRE-STOP COMMAND"]}
 pre_stop=${2:-}
 stop_timeout=${STOP_TIMEOUT:-60}
 compose=${COMPOSE:-docker compose}
