@@ -37,6 +37,14 @@ def api(base: str, token: str, method: str, path: str, **kwargs: Any) -> request
     )
 
 
+def create_room(base: str, token: str, settings: dict[str, Any] | None = None) -> str:
+    """Create a room through the API as the token's player (its host); return its code."""
+    r = api(base, token, "POST", "/api/rooms/", json=settings or {})
+    assert r.status_code == 201, r.text
+    code: str = r.json()["code"]
+    return code
+
+
 @dataclass
 class Player:
     """One connected player: frames are collected in order as they arrive."""

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 
 from game.models import GameResult
 from loadtest.stack import wait_http
-from tests.e2e.client import Player, api, new_player
+from tests.e2e.client import Player, api, create_room, new_player
 from tests.e2e.stack import BIN, LOGS, free_port, procfile_argv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -31,15 +31,7 @@ def assert_contiguous(player: Player) -> None:
 
 async def test_two_players_play_a_full_game_through_both_closing_paths(live):
     alice, bob = new_player(live.url), new_player(live.url)
-    r = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 4, "answer_seconds": 1.5, "reveal_seconds": 0.2},
-    )
-    assert r.status_code == 201, r.text
-    code = r.json()["code"]
+    code = create_room(live.url, alice.token, {"rounds": 4, "answer_seconds": 1.5, "reveal_seconds": 0.2})
     await alice.connect(code)
     await bob.connect(code)
     await alice.send({"type": "start"})
@@ -74,13 +66,7 @@ async def test_two_players_play_a_full_game_through_both_closing_paths(live):
 
 async def test_a_player_who_reconnects_mid_game_gets_the_state_and_plays_on(live):
     alice, bob = new_player(live.url), new_player(live.url)
-    code = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 2, "answer_seconds": 3, "reveal_seconds": 0},
-    ).json()["code"]
+    code = create_room(live.url, alice.token, {"rounds": 2, "answer_seconds": 3, "reveal_seconds": 0})
     await alice.connect(code)
     await bob.connect(code)
     await alice.send({"type": "start"})
@@ -110,13 +96,7 @@ async def test_a_player_who_reconnects_mid_game_gets_the_state_and_plays_on(live
 async def test_two_daphne_processes_serving_one_room_behave_as_one(live):
     players = [new_player(live.url) for _ in range(4)]
     host = players[0]
-    code = api(
-        live.url,
-        host.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 3, "answer_seconds": 2, "reveal_seconds": 0},
-    ).json()["code"]
+    code = create_room(live.url, host.token, {"rounds": 3, "answer_seconds": 2, "reveal_seconds": 0})
     for i, p in enumerate(players):
         await p.connect(code, base=live.web_urls[i % 2])
     await host.send({"type": "start"})
@@ -139,13 +119,9 @@ async def test_a_round_closes_exactly_once_when_answers_race_the_timer(live):
     rounds = 12
     players = [new_player(live.url) for _ in range(4)]
     observer = players[0]
-    code = api(
-        live.url,
-        observer.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0},
-    ).json()["code"]
+    code = create_room(
+        live.url, observer.token, {"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0}
+    )
     for i, p in enumerate(players):
         await p.connect(code, base=live.web_urls[i % 2])
     await observer.send({"type": "start"})
@@ -172,13 +148,7 @@ async def test_a_round_closes_exactly_once_when_answers_race_the_timer(live):
 
 async def test_a_round_whose_worker_died_is_closed_by_the_sweeper_on_another_worker(live):
     alice = new_player(live.url)
-    code = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 1, "answer_seconds": 3, "reveal_seconds": 0},
-    ).json()["code"]
+    code = create_room(live.url, alice.token, {"rounds": 1, "answer_seconds": 3, "reveal_seconds": 0})
     await alice.connect(code)
     await alice.send({"type": "start"})
     q = await alice.next("question")
@@ -202,13 +172,7 @@ async def test_a_worker_replaced_by_one_started_beside_it_keeps_every_deadline(l
     # the task its last broker receive took waited for the end of its shutdown (1 s late).
     alice = new_player(live.url)
     rounds = 12
-    code = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0},
-    ).json()["code"]
+    code = create_room(live.url, alice.token, {"rounds": rounds, "answer_seconds": 0.5, "reveal_seconds": 0})
     await alice.connect(code)
     # The new release's worker, under a node name of its own (the drain goes by node name,
     # and `worker1` may already be the node `worker2` of the sweeper test).
@@ -274,7 +238,7 @@ async def two_players_on(live, web: str, **room_settings: object) -> tuple[str, 
     its URL, the room's code, the host and the other player."""
     spare = live.start_web(web)
     alice, bob = new_player(live.url), new_player(live.url)
-    code = api(live.url, alice.token, "POST", "/api/rooms/", json=room_settings).json()["code"]
+    code = create_room(live.url, alice.token, room_settings)
     await alice.connect(code, base=spare)
     await bob.connect(code, base=spare)
     return spare, code, alice, bob
@@ -421,7 +385,7 @@ async def test_a_player_who_closes_right_after_answering_still_counts_and_fails_
 
 async def test_daphne_passes_large_frames_to_the_protocol_limit_and_caps_huge_ones(live):
     alice = new_player(live.url)
-    code = api(live.url, alice.token, "POST", "/api/rooms/", json={}).json()["code"]
+    code = create_room(live.url, alice.token, {})
     await alice.connect(code)
     # Over the protocol's 64 KiB: an error frame, and the connection stays open.
     await alice.send({"type": "ping", "t": 1, "pad": "x" * 100_000})

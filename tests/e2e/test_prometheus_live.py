@@ -71,7 +71,7 @@ from websockets.exceptions import ConnectionClosed
 from loadtest.panels import figures, fill, panel_queries
 from loadtest.prometheus import LocalPrometheus, scrape_jobs
 from loadtest.prometheus import binary as prometheus_binary
-from tests.e2e.client import Player, api, new_player
+from tests.e2e.client import Player, api, create_room, new_player
 from tests.e2e.receivers import SentryReceiver
 from tests.e2e.stack import LOGS, Stack, free_port
 from tests.e2e.test_telemetry import manage, play
@@ -504,9 +504,7 @@ async def worker_loss_drill(
 async def room_with(players: list[Player], base: str, **settings: Any) -> str:
     """A room hosted by players[0] with everyone connected to `base`."""
     host = players[0]
-    r = await asyncio.to_thread(api, base, host.token, "POST", "/api/rooms/", json=settings)
-    assert r.status_code == 201, r.text
-    code: str = r.json()["code"]
+    code = await asyncio.to_thread(create_room, base, host.token, settings)
     for p in players:
         await p.connect(code, base=base)
     return code

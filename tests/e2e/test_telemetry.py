@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.client import PASSWORD, Player, api, new_player, signup
+from tests.e2e.client import PASSWORD, Player, api, create_room, new_player, signup
 from tests.e2e.stack import BIN, LOGS, ROOT, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -94,15 +94,7 @@ async def play(live: Stack) -> Game:
         names.append(name)
         players.append(Player(base=live.url, token=token, user_id=user_id))
     alice, bob = players
-    r = api(
-        live.url,
-        alice.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 2, "answer_seconds": 1.5, "reveal_seconds": 0},
-    )
-    assert r.status_code == 201, r.text
-    code = r.json()["code"]
+    code = create_room(live.url, alice.token, {"rounds": 2, "answer_seconds": 1.5, "reveal_seconds": 0})
     await alice.connect(code)
     await bob.connect(code, base=live.web_urls[1])
     await alice.send({"type": "start"})
@@ -421,14 +413,7 @@ async def test_errors_in_a_consumer_and_in_a_task_reach_sentry_tagged_and_scrubb
 
         # Task: the round-deadline task fails; the sweeper still closes the round (nothing lost).
         await player.close()
-        r = api(
-            live.url,
-            player.token,
-            "POST",
-            "/api/rooms/",
-            json={"rounds": 1, "answer_seconds": 1, "reveal_seconds": 0},
-        )
-        timed = r.json()["code"]
+        timed = create_room(live.url, player.token, {"rounds": 1, "answer_seconds": 1, "reveal_seconds": 0})
         await player.connect(timed)
         manage(live, "faults", "set", "round_close_fail=true")
         await asyncio.sleep(0.5)
@@ -468,7 +453,7 @@ async def test_a_failed_handshake_reaches_sentry_with_a_trace_that_exists(live, 
     # A handshake has no span (spans are per frame); its error once went to Sentry with no
     # trace tag and Sentry's own made-up trace id, which no exported span had.
     host, guest = new_player(live.url), new_player(live.url)
-    code = api(live.url, host.token, "POST", "/api/rooms/", json={}).json()["code"]
+    code = create_room(live.url, host.token, {})
     await host.connect(code)
     url = f"{live.url.replace('http://', 'ws://')}/ws/rooms/{code}/"
     try:
@@ -557,14 +542,9 @@ async def test_one_slow_answer_leads_from_its_exemplar_to_its_trace_its_log_line
 
 async def playing_alone(live: Stack, player: Player, *, answer_seconds: float) -> str:
     """A room of two rounds with `player` alone in it, its first question out; the room's code."""
-    r = api(
-        live.url,
-        player.token,
-        "POST",
-        "/api/rooms/",
-        json={"rounds": 2, "answer_seconds": answer_seconds, "reveal_seconds": 0},
+    code = create_room(
+        live.url, player.token, {"rounds": 2, "answer_seconds": answer_seconds, "reveal_seconds": 0}
     )
-    code: str = r.json()["code"]
     await player.connect(code)
     await player.send({"type": "start"})
     await player.next("question")
