@@ -224,6 +224,14 @@ async def _wait_until(due_ms: int) -> bool:
     return True
 
 
+def _deadline_close_ms(deadline: int) -> int:
+    """When a round's deadline timer closes it: a grace after the deadline, so that an answer
+    received before the deadline whose write is still queued (behind the room's other
+    updates in its process) lands first. An answer received after the deadline is refused
+    all the same (rules.answer)."""
+    return deadline + settings.NUXTEST_DEADLINE_GRACE_MS
+
+
 async def round_close_due(*, code: str, round_number: int, trigger: str = TRIGGER_DEADLINE) -> bool:
     """Close round `round_number` at its deadline, if it is still open; True if this call did."""
     try:
@@ -233,7 +241,7 @@ async def round_close_due(*, code: str, round_number: int, trigger: str = TRIGGE
     rnd = room.round
     if room.status != PLAYING or rnd is None or rnd.number != round_number or not rnd.is_open:
         return False
-    if not await _wait_until(rnd.deadline):
+    if not await _wait_until(_deadline_close_ms(rnd.deadline)):
         return False
 
     def change(room: Room) -> list[dict[str, Any]]:
@@ -485,7 +493,7 @@ async def _publish_and_arm(room: Room, evts: list[dict[str, Any]]) -> None:
             await scheduler.run_at(
                 scheduler.ROUND_DEADLINE,
                 args=[room.code, event["round"]],
-                due_ms=event["deadline"],
+                due_ms=_deadline_close_ms(event["deadline"]),
             )
         elif kind == "round_result" and room.status == PLAYING and room.round is not None:
             number = event["round"]

@@ -374,6 +374,10 @@ NUXTEST_QUICK_START_SECONDS = env_float("NUXTEST_QUICK_START_SECONDS", 5.0)
 # How long matchmaking holds a seat for a placed player who has not connected yet.
 NUXTEST_QUICK_HOLD_SECONDS = env_float("NUXTEST_QUICK_HOLD_SECONDS", 15.0)
 NUXTEST_SWEEP_INTERVAL_SECONDS = env_float("NUXTEST_SWEEP_INTERVAL_SECONDS", 1.0)
+# How long past its deadline a round stays open for answers the server received before the
+# deadline but had not stored yet (queued behind the room's other updates): the deadline timer
+# closes it then. Answers received after the deadline are refused whatever this is.
+NUXTEST_DEADLINE_GRACE_MS = env_int("NUXTEST_DEADLINE_GRACE_MS", 50)
 # How late past its due time a step must be before the sweeper does it instead of its timer.
 NUXTEST_SWEEP_GRACE_SECONDS = env_float("NUXTEST_SWEEP_GRACE_SECONDS", 1.0)
 # Finished and abandoned rooms stay readable this long, then the sweeper forgets them.

@@ -146,7 +146,11 @@ async def test_round_advance_opens_the_next_question_after_the_reveal_once(make_
     question = await listener.next()
     assert question["type"] == "question" and question["round"] == 2
     # The new question arms its own deadline; the advance, run again, does nothing.
-    assert timers_of(timers, ROUND_DEADLINE)[-1] == (ROUND_DEADLINE, [code, 2], question["deadline"])
+    assert timers_of(timers, ROUND_DEADLINE)[-1] == (
+        ROUND_DEADLINE,
+        [code, 2],
+        question["deadline"] + django_settings.NUXTEST_DEADLINE_GRACE_MS,
+    )
     assert await timer_fire(timer) is False
     assert await task_call(ROUND_ADVANCE, code, 2) is False
     assert await listener.drain(0.1) == []
