@@ -380,6 +380,11 @@ NUXTEST_SWEEP_INTERVAL_SECONDS = env_float("NUXTEST_SWEEP_INTERVAL_SECONDS", 1.0
 NUXTEST_DEADLINE_GRACE_MS = env_int("NUXTEST_DEADLINE_GRACE_MS", 50)
 # How late past its due time a step must be before the sweeper does it instead of its timer.
 NUXTEST_SWEEP_GRACE_SECONDS = env_float("NUXTEST_SWEEP_GRACE_SECONDS", 1.0)
+if not 0 <= NUXTEST_DEADLINE_GRACE_MS < NUXTEST_SWEEP_GRACE_SECONDS * 1000:
+    # Past the sweeper's grace, the sweeper would close the round before its timer.
+    raise ImproperlyConfigured(
+        "NUXTEST_DEADLINE_GRACE_MS must be 0 or more, and less than NUXTEST_SWEEP_GRACE_SECONDS"
+    )
 # Finished and abandoned rooms stay readable this long, then the sweeper forgets them.
 NUXTEST_ROOM_RETENTION_SECONDS = env_int("NUXTEST_ROOM_RETENTION_SECONDS", 3600)
 NUXTEST_LEADERBOARD_CACHE_SECONDS = env_int("NUXTEST_LEADERBOARD_CACHE_SECONDS", 30)

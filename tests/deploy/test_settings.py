@@ -145,3 +145,12 @@ def test_development_defaults_stay_usable_over_plain_http(settings):
     assert settings.SECURE_SSL_REDIRECT is False
     assert settings.SECURE_HSTS_SECONDS == 0
     assert settings.SESSION_COOKIE_SECURE is False
+
+
+@pytest.mark.parametrize("grace", ["-1", "1000"])
+def test_a_deadline_grace_outside_the_sweeper_s_is_refused(grace):
+    # Negative, it would close rounds before their deadline; past the sweeper's grace (1 s),
+    # the sweeper would close them before their timer.
+    result = run_python(["manage.py", "check"], production_env(NUXTEST_DEADLINE_GRACE_MS=grace))
+    assert result.returncode != 0
+    assert "NUXTEST_DEADLINE_GRACE_MS" in result.stderr
