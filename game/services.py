@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
 from game import events, scheduler, store
 from game.engine import rules
@@ -389,16 +389,25 @@ def _results_write(game_id: str, code: str, rows: list[dict[str, Any]], finished
         get_user_model().objects.filter(id__in=[r["user_id"] for r in rows]).values_list("id", flat=True)
     )
     rows = [r for r in rows if r["user_id"] in accounts]
-    with transaction.atomic():
-        before = GameResult.objects.filter(game_id=game_id).count()
+    # bulk_create(ignore_conflicts=True) returns every object, written or not: the rows its
+    # INSERT wrote are the statement's own row count (ON CONFLICT DO NOTHING, INSERT IGNORE,
+    # INSERT OR IGNORE alike). Counting the game's rows before and after did not do: at READ
+    # COMMITTED, a racing writer whose insert waited for another's counted that one's rows too.
+    inserted: list[int] = []
+
+    def count_inserted(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        result = execute(sql, params, many, context)
+        inserted.append(max(0, context["cursor"].rowcount))
+        return result
+
+    with transaction.atomic(), connection.execute_wrapper(count_inserted):
         # The unique (game_id, user) constraint makes a retried or raced write a no-op.
         GameResult.objects.bulk_create(
             [GameResult(game_id=game_id, room=code, created_at=created_at, **row) for row in rows],
             ignore_conflicts=True,
         )
-        written = GameResult.objects.filter(game_id=game_id).count() - before
-    # bulk_create(ignore_conflicts=True) returns every object, written or not: count rows.
-    metrics.RESULTS_WRITTEN.inc(max(0, written))
+    written = sum(inserted)
+    metrics.RESULTS_WRITTEN.inc(written)
     return written
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import connection
+from prometheus_client import REGISTRY
+
 from game import services
+from game.engine import rules
 from tests.play import (
     PLAYING,
     answer,
@@ -82,6 +88,48 @@ async def test_results_stored_by_many_racing_retries_are_written_exactly_once(ma
     assert all([*loop_results, *thread_results])
     assert sorted((r.user_id, r.score, r.rank) for r in await results_rows(code)) == first
     assert (await services.room_get(code=code)).results_stored is True
+
+
+def results_written_total() -> float:
+    return REGISTRY.get_sample_value("nuxtest_results_written_total") or 0.0
+
+
+async def test_results_written_by_racing_writers_are_counted_once(make_user):
+    # docs/telemetry.md: "a retried or raced write adds nothing". Each writer counted the
+    # game's rows before and after its insert; at READ COMMITTED (PostgreSQL's default, and
+    # Django's on MySQL/MariaDB) a writer whose insert waited for another's uncommitted rows
+    # saw them in its second count and counted them again.
+    code, _ = await finished_game(make_user)
+    room = await services.room_get(code=code)
+    assert room.game_id is not None and room.finished_at is not None
+    rows = rules.results(room)
+    await results_unstore(code)
+    before = results_written_total()
+    first_inserted = threading.Event()
+
+    def hold_after_insert(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("INSERT"):
+            first_inserted.set()
+            time.sleep(0.3)  # uncommitted: the second writer starts and waits on these rows
+        return result
+
+    def write(i: int) -> int:
+        try:
+            if i == 0:
+                with connection.execute_wrapper(hold_after_insert):
+                    return services._results_write(
+                        room.game_id, code, [dict(r) for r in rows], room.finished_at
+                    )
+            assert first_inserted.wait(5)
+            return services._results_write(room.game_id, code, [dict(r) for r in rows], room.finished_at)
+        finally:
+            connection.close()
+
+    written = await asyncio.to_thread(in_threads, 2, write)
+    assert len(await results_rows(code)) == 3
+    assert written == [3, 0]
+    assert results_written_total() - before == 3
 
 
 async def test_a_crash_after_writing_but_before_marking_the_results_does_not_write_them_twice(make_user):
