@@ -47,11 +47,32 @@ def _pool_exhausted(exc: Exception) -> bool:
     return isinstance(exc.__cause__, PoolTimeout)
 
 
+# MySQL/MariaDB refusing a new connection: past max_connections (1040), past the account's
+# MAX_USER_CONNECTIONS (1203, and 1226 for max_user_connections). Django has no connection
+# pool for them, so a crowd of requests opens a connection each and meets this at once.
+MYSQL_TOO_MANY_CONNECTIONS = {1040, 1203, 1226}
+
+
+def _connections_exhausted(exc: Exception) -> bool:
+    """A request the database refused a connection because it has too many already."""
+    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in MYSQL_TOO_MANY_CONNECTIONS
+
+
+def _busy() -> Response:
+    return Response(
+        {"detail": "the server is busy; try again in a moment"},
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with validation errors flattened to one `detail` message.
 
     A request that found every pooled database connection busy for DB_POOL_TIMEOUT (a
-    crowd of sign-ups or joins at once) is told to come back, not shown a server error.
+    crowd of sign-ups or joins at once), or that MySQL/MariaDB refused a connection for
+    having too many (no pool there: the same crowd meets max_connections at once), is told
+    to come back, not shown a server error.
     A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413, not Django's HTML 400 page (and its
     ERROR log line, a Sentry event, for a client's mistake).
     """
@@ -64,11 +85,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.warning(
             "no database connection free within DB_POOL_TIMEOUT", extra={"event": "db_pool_exhausted"}
         )
-        return Response(
-            {"detail": "the server is busy; try again in a moment"},
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "1"},
+        return _busy()
+    if _connections_exhausted(exc):
+        logger.warning(
+            "the database refused a connection: %s", exc, extra={"event": "db_connections_exhausted"}
         )
+        return _busy()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.api.conftest import plain_error
-from tests.conftest import bearer
+from tests.conftest import PASSWORD, bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,3 +120,48 @@ def test_a_refused_request_is_one_access_line_not_also_djangos_warning(api, capl
     assert [r.getMessage() for r in caplog.records if r.name == "django.request"] == []
     access = [r for r in caplog.records if getattr(r, "event", "") == "http_request"]
     assert [r.status for r in access] == [401, 404]
+
+
+# --- The database refusing connections ------------------------------------------------------
+
+
+@pytest.fixture
+def one_mysql_connection() -> Iterator[None]:
+    """The tests' MySQL/MariaDB account swapped for one allowed a single connection, which
+    another request holds: as a server past its max_connections (151 by default; Django has
+    no connection pool for MySQL, so each concurrent request opens one)."""
+    import MySQLdb
+
+    s = connection.settings_dict
+    user, password = "nuxtest_one_conn", "one-conn-Quiz-42"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}' WITH MAX_USER_CONNECTIONS 1"
+        )
+        cursor.execute(f"GRANT ALL ON `{s['NAME']}`.* TO '{user}'@'%'")
+    held = MySQLdb.connect(
+        host=s["HOST"] or "localhost",
+        port=int(s["PORT"] or 3306),
+        user=user,
+        password=password,
+        database=s["NAME"],
+    )
+    saved = s["USER"], s["PASSWORD"]
+    connection.close()
+    s["USER"], s["PASSWORD"] = user, password
+    try:
+        yield
+    finally:
+        connection.close()
+        s["USER"], s["PASSWORD"] = saved
+        held.close()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP USER '{user}'@'%'")
+
+
+@pytest.mark.skipif(connection.vendor != "mysql", reason="a MySQL/MariaDB connection limit")
+def test_a_request_the_database_has_no_connection_for_answers_503_with_retry_after(api, one_mysql_connection):
+    # Was Django's HTML 500 page (PostgreSQL's pool answers this 503 after DB_POOL_TIMEOUT).
+    response = api.post("/api/auth/signup/", {"username": "waiter", "password": PASSWORD}, format="json")
+    assert plain_error(response, 503) == {"detail": "the server is busy; try again in a moment"}
+    assert response["Retry-After"] == "1"
