@@ -14,3 +14,11 @@ class GameConfig(AppConfig):
         from game.redis_tune import redis_tune
 
         redis_tune()
+        # Usernames compare byte for byte on every database (migration 0002 on MySQL/MariaDB);
+        # `username__iexact` folds case the same way on all of them.
+        from game.accounts import usernames_fold_case
+
+        usernames_fold_case()
+
+        # The database's own checks (a MySQL/MariaDB database must be utf8mb4), run by migrate.
+        import game.checks  # noqa: F401

@@ -73,6 +73,37 @@ def test_signup_refuses_a_taken_username_with_400_naming_username(api, make_user
     assert get_user_model().objects.count() == 1
 
 
+# Names that differ by more than case are different names, on every database: MariaDB's
+# default collations (utf8mb4_general_ci, utf8mb4_unicode_ci) fold accents, "ß" and every
+# character outside the BMP onto one another, and refused each second name as taken.
+DIFFERENT_NAMES = [
+    ("Jos\u00e9", "Jose"),
+    ("zo\u00eb", "zoe"),
+    ("Stra\u00dfe", "Strasse"),
+    ("p\U00010330", "p\U00010331"),  # Gothic letters, 4 bytes in UTF-8
+]
+
+
+@pytest.mark.parametrize(("existing", "new"), DIFFERENT_NAMES)
+def test_signup_accepts_a_name_that_differs_from_a_taken_one_by_more_than_case(api, make_user, existing, new):
+    make_user(existing)
+    response = api.post(SIGNUP, {"username": new, "password": PASSWORD}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["username"] == new
+    assert sorted(get_user_model().objects.values_list("username", flat=True)) == sorted([existing, new])
+
+
+@pytest.mark.parametrize("spelling", ["alice", "ALICE", "Al\u00efce", "Alice "])
+def test_a_token_is_given_for_the_name_as_it_was_signed_up_only(api, make_user, spelling):
+    # MariaDB's case- and accent-insensitive `=` let "ALICE" and "Alïce" log in as "Alice".
+    make_user("Alice")
+    response = api.post(TOKEN, {"username": spelling, "password": PASSWORD}, format="json")
+    if spelling.strip() == "Alice":  # the API trims the name, as the pages do
+        assert response.status_code == 200, response.content
+    else:
+        assert response.status_code == 401, response.content
+
+
 def test_signup_stores_the_name_normalised_as_it_checked_it(api):
     response = api.post(SIGNUP, {"username": "\uff22\uff2f\uff22", "password": PASSWORD}, format="json")
     assert response.status_code == 201 and response.json()["username"] == "BOB"

@@ -85,6 +85,39 @@ def test_signing_up_with_a_taken_username_creates_nobody(client, make_user):
     assert logged_in_user_id(client) is None
 
 
+def test_signing_up_a_name_that_differs_from_a_taken_one_by_more_than_case_creates_it(client, make_user):
+    # MariaDB's default collations fold accents: "Renee" was refused beside "Renée".
+    make_user("Ren\u00e9e")
+    response = client.post(
+        "/accounts/signup/", {"username": "Renee", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302, response.content
+    assert logged_in_user_id(client) == get_user_model().objects.get(username="Renee").pk
+
+
+def test_signing_up_a_name_taken_case_aside_shows_it_taken(client, make_user):
+    make_user("Ren\u00e9e")
+    response = client.post(
+        "/accounts/signup/", {"username": "REN\u00c9E", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 200 and b"already exists" in response.content
+    assert get_user_model().objects.count() == 1
+
+
+def test_django_forms_that_check_a_new_name_case_aside_fold_case_but_not_accents(make_user):
+    # Django's own sign-up and admin "add user" forms check `username__iexact`: on MariaDB it
+    # folded accents too; with the exact collation it must still fold case.
+    from django.contrib.auth.forms import UserCreationForm
+
+    make_user("Ren\u00e9e")
+
+    def valid(name: str) -> bool:
+        return UserCreationForm({"username": name, "password1": PASSWORD, "password2": PASSWORD}).is_valid()
+
+    assert not valid("ren\u00e9e") and not valid("REN\u00c9E")
+    assert valid("Renee")
+
+
 def test_signing_up_a_name_another_sign_up_is_creating_shows_it_taken(client):
     # The page's check and insert raced into the unique index's 500 before.
     with store.name_claimed("dave"):

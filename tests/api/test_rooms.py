@@ -213,6 +213,13 @@ def test_a_known_category_is_accepted(client, questions):
     assert response.json()["settings"]["category"] == slug
 
 
+def test_a_category_slug_in_another_case_names_no_category(client, questions):
+    # MariaDB's case-insensitive collation took "SCIENCE" for "science" (PostgreSQL: 400), and
+    # the room's settings then named a slug no category has.
+    slug = Category.objects.order_by("slug").first().slug
+    field_error(create(client, {"category": slug.upper()}), "category")
+
+
 def test_a_category_with_fewer_questions_than_rounds_is_refused_with_400(client):
     tiny_category(2)
     field_error(create(client, {"category": "tiny", "rounds": 3}), "category")
