@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,18 @@ def test_a_deadline_grace_outside_the_sweeper_s_is_refused(grace):
     result = run_python(["manage.py", "check"], production_env(NUXTEST_DEADLINE_GRACE_MS=grace))
     assert result.returncode != 0
     assert "NUXTEST_DEADLINE_GRACE_MS" in result.stderr
+
+
+def test_every_variable_the_settings_read_is_in_the_readme_s_configuration_table():
+    # An operator looks for a variable in README's table; the settings module is its one reader.
+    root = Path(__file__).resolve().parents[2]
+    read = set(
+        re.findall(
+            r'\benv_(?:str|bool|int|float|list)\(\s*"([A-Z][A-Z0-9_]*)"',
+            (root / "nuxtest/settings.py").read_text(),
+        )
+    )
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("## Observability")]
+    assert len(read) > 40
+    assert sorted(name for name in read if f"`{name}`" not in table) == []
