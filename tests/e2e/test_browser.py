@@ -719,3 +719,130 @@ async def test_an_answer_that_reaches_the_server_after_the_round_closed_shows_as
     await page.goto("/leaderboard/")
     await expect(page.locator("#leaderboard-note")).to_contain_text("updated every 30 s or so")
     assert_no_js_errors(late)
+
+
+# Contrast (WCAG 2.x) of a colour against the background an element sits on: the first opaque
+# background up its ancestors (translucent ones blended in). `what` is "color" (its text) or
+# "outlineColor" (its focus ring).
+CONTRAST = """([selector, what]) => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const alpha = (c) => (c.length > 3 ? c[3] : 1);
+  const blend = (c, under) => [0, 1, 2].map((i) => c[i] * alpha(c) + under[i] * (1 - alpha(c)));
+  const lum = (c) => c
+    .map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const node = selector ? document.querySelector(selector) : document.activeElement;
+  const layers = [];
+  for (let e = what === 'color' ? node : node.parentElement; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) layers.push(c);
+    if (c.length < 4 || c[3] >= 1) break;
+  }
+  const bg = layers.reverse().reduce((under, c) => blend(c, under), [255, 255, 255]);
+  const [a, b] = [lum(blend(rgb(getComputedStyle(node)[what]), bg)), lum(bg)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+# Every text the page's #announcer live region said, in order.
+RECORD_ANNOUNCEMENTS = """() => {
+  const box = document.getElementById('announcer');
+  window.__said = [];
+  new MutationObserver(() => { if (box.textContent) window.__said.push(box.textContent); })
+    .observe(box, { childList: true, characterData: true, subtree: true });
+}"""
+
+
+async def assert_focus_ring_visible(page: Page, where: str) -> None:
+    """The focused element shows a focus ring of 3:1 or more against its background."""
+    outline = await page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none"), f"no focus ring on {where}"
+    ratio = await page.evaluate(CONTRAST, [None, "outlineColor"])
+    assert ratio >= 3, f"the focus ring on {where} is {ratio:.2f}:1 against its background"
+
+
+async def test_a_keyboard_and_screen_reader_player_is_told_each_question_and_kept_at_the_answers(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    rounds = 2
+    solo = await players("keys")
+    page = solo.page
+    await sign_up(solo, live.url)
+    await create_room(solo, rounds=rounds, answer_seconds=10, reveal_seconds=0, max_players=1)
+    await expect(page.locator("#announcer")).to_be_attached()
+    await page.evaluate(RECORD_ANNOUNCEMENTS)
+    # The countdown is labelled in its text, not by an aria-label on a plain span.
+    await expect(page.locator("#game-panel .timer")).to_contain_text("Time left")
+    await page.locator("#start-button").focus()
+    await page.keyboard.press("Enter")
+
+    option_a = page.locator('#options button.option[data-option="0"]')
+    for n in range(1, rounds + 1):
+        q = await wait_question(solo, n, rounds)
+        # The Start button went away (round 1), the answered option went disabled (round 2):
+        # either way the keyboard is back on the answers, with a ring that shows.
+        await expect(option_a).to_be_focused()
+        await assert_focus_ring_visible(page, f"option A of round {n}")
+        right = await correct_index(q)
+        if n == 1:
+            # The one announcement of the countdown, halfway through a 10 s round.
+            await page.wait_for_function(
+                "() => window.__said.some((s) => /^[1-5] seconds left[.]$/.test(s))", timeout=WAIT_MS
+            )
+            for _ in range(right):
+                await page.keyboard.press("Tab")
+            await page.keyboard.press("Space")
+        else:
+            await page.keyboard.press(str(right + 1))
+
+    # Game over: the standings take the focus (and Tab goes on to their links), and it is said.
+    await expect(page.locator("#status")).to_have_text("finished")
+    await expect(page.locator("#final-title")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#back-to-lobby")).to_be_focused()
+    await assert_focus_ring_visible(page, "Back to the lobby")
+    score = await page.locator("#standings td.score").inner_text()
+    said: list[str] = await page.evaluate("() => window.__said")
+    texts = [solo.question(n)["text"] for n in range(1, rounds + 1)]
+    expected = [
+        rf"Round 1 of 2: {re.escape(texts[0])} \d+ seconds to answer\.",
+        r"[1-5] seconds left\.",  # 5, unless a busy machine held the tick
+        rf"Round 2 of 2: {re.escape(texts[1])} \d+ seconds to answer\.",
+        rf"Game over\. You are ranked 1 of 1 with {score} points\.",
+    ]
+    assert len(said) == len(expected) and all(map(re.fullmatch, expected, said)), said
+
+    # The leaderboard's top ranks are readable: 4.5:1 at least, like all body text.
+    await page.goto("/leaderboard/?period=day")
+    await expect(page.locator("#leaderboard tbody tr.top-1 td.rank")).to_have_text("1")
+    ratio = await page.evaluate(CONTRAST, ["#leaderboard tr.top-1 td.rank", "color"])
+    assert ratio >= 4.5, f"the leaderboard's first rank has a contrast of {ratio:.2f}:1"
+    assert_no_js_errors(solo)
+
+
+async def test_a_sign_up_error_is_tied_to_its_field_for_screen_readers(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    guest = await players("guest")
+    page = guest.page
+    await page.goto("/accounts/signup/")
+    await page.fill("#id_username", guest.name)
+    await page.fill("#id_password1", PASSWORD)
+    await page.fill("#id_password2", PASSWORD + "-not")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#form-errors")).to_have_attribute("role", "alert")
+    confirm = page.locator("#id_password2")
+    await expect(confirm).to_have_attribute("aria-invalid", "true")
+    # Every id a field's aria-describedby names is on the page; the error is read with its field.
+    missing = await page.evaluate(
+        """() => Array.from(document.querySelectorAll('[aria-describedby]'))
+          .flatMap((e) => e.getAttribute('aria-describedby').split(/\\s+/))
+          .filter((id) => !document.getElementById(id))"""
+    )
+    assert not missing, f"aria-describedby names missing elements: {missing}"
+    await expect(confirm).to_have_accessible_description(re.compile("didn.t match"))
+    # The keyboard focus ring on the form's button shows against the white card.
+    await confirm.focus()
+    await page.keyboard.press("Tab")
+    await expect(page.locator("form.stacked-form button[type=submit]")).to_be_focused()
+    await assert_focus_ring_visible(page, "the Sign up button")
+    assert_no_js_errors(guest)

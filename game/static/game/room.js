@@ -68,6 +68,8 @@
     invite: $('invite-link'),
     copy: $('copy-invite'),
     copyFeedback: $('copy-feedback'),
+    announcer: $('announcer'),
+    finalTitle: $('final-title'),
   };
 
   // --- Client-side model of the room --------------------------------------------------------
@@ -88,7 +90,6 @@
   };
   const myAnswers = new Map(); // round -> {option: int|null, state: 'pending'|'accepted'|'refused', reason}
   let standingsRequested = false; // the room summary was asked for the finished game's standings
-  let optionFocused = false; // the last element to get focus was an option button
 
   let ws = null;
   let lastSeq = null;
@@ -105,6 +106,9 @@
   let startPending = false;
 
   const serverNow = () => Date.now() + offset;
+  // Said once by screen readers (a polite live region): never the running countdown itself.
+  const announce = (text) => { ui.announcer.textContent = text; };
+  const WARN_AT_MS = 5000; // "5 seconds left", in rounds of 10 s or more, to who has not answered
   const playerById = (id) => room.players.find((p) => p.id === id) || null;
   const playerName = (id) => {
     const p = playerById(id);
@@ -447,15 +451,19 @@
     };
     room.result = null;
     room.nextAt = null;
+    const total = room.settings ? room.settings.rounds : null;
+    const seconds = Math.max(0, Math.round((frame.deadline - serverNow()) / 1000));
+    announce(`Round ${frame.round}${total ? ` of ${total}` : ''}: ${frame.text} ${seconds} seconds to answer.`);
     // On a small screen the options can start below the fold: bring the round bar (the
     // countdown) and the question into view (once rendered) rather than make the player
     // scroll against the clock.
     requestAnimationFrame(() => {
       const last = ui.options[ui.options.length - 1];
       if (!last || ui.gamePanel.hidden) return;
-      // The keyboard player's option went disabled with their answer: back to option A.
+      // The keyboard player's option went disabled with their answer, or the Start button
+      // went away: focus option A, so that Tab, Enter and screen readers start at the answers.
       const active = document.activeElement;
-      if (ui.options.includes(active) || (optionFocused && (!active || active === document.body))) {
+      if (ui.options.includes(active) || !active || active === document.body) {
         ui.options[0].focus({ preventScroll: true });
       }
       const top = ui.roundBar.getBoundingClientRect().top;
@@ -492,6 +500,15 @@
       const p = playerById(entry.player);
       if (p && typeof entry.score === 'number') p.score = entry.score;
     }
+    const me = room.standings.find((s) => s.player === MY_ID);
+    announce(`Game over.${me ? ` You are ranked ${me.rank} of ${room.standings.length} with ${me.score} points.` : ''}`);
+    // Focus left with the disabled options: bring it to the standings and their links.
+    requestAnimationFrame(() => {
+      const active = document.activeElement;
+      if (!ui.finalPanel.hidden && (ui.options.includes(active) || !active || active === document.body)) {
+        ui.finalTitle.focus();
+      }
+    });
   }
 
   function onAnswerAck(frame) {
@@ -550,7 +567,6 @@
   ui.options.forEach((button) => {
     button.addEventListener('click', () => answer(Number(button.dataset.option)));
   });
-  document.addEventListener('focusin', (event) => { optionFocused = ui.options.includes(event.target); });
 
   document.addEventListener('keydown', (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -834,6 +850,11 @@
       ui.countdown.parentElement.classList.toggle('urgent', remaining > 0 && remaining <= 3000);
       // The deadline passed locally: lock the buttons (the result follows from the server).
       if (remaining <= 0 && ui.options.some((b) => !b.disabled)) renderQuestion();
+      if (!q.warned && remaining > 0 && remaining <= WARN_AT_MS && !myAnswers.has(q.round)
+          && room.settings && room.settings.answer_seconds * 1000 >= 2 * WARN_AT_MS) {
+        q.warned = true;
+        announce(`${Math.ceil(remaining / 1000)} seconds left.`);
+      }
     } else {
       ui.countdown.textContent = '0.0';
       ui.countdownBar.style.width = '0%';
