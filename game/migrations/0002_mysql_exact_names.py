@@ -6,7 +6,7 @@ the BMP alike. The unique indexes and `=` then took "Jose" for "José", "p𐌱" 
 "ALICE" for "Alice": a sign-up of the one was refused as taken, a log-in as the other
 succeeded, a room's category "SCIENCE" was taken for "science" — where PostgreSQL tells them
 apart. utf8mb4_bin compares as PostgreSQL does; the case-insensitive check of a new name is
-the sign-up's own (game.accounts.name_taken), not the column's.
+the sign-up's own (game.accounts.create_account), not the column's.
 
 Nothing to do on other databases. A later migration of django.contrib.auth that alters
 `username` rebuilds the column in the table's default collation: run this one's `forwards`
