@@ -284,7 +284,7 @@ def results_for(user_id: int) -> list[dict[str, Any]]:
             "correct": r.correct,
             "rounds": r.rounds,
             "avg_answer_ms": r.avg_answer_ms,
-            "created_at": r.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": r.created_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         }
         for r in rows
     ]

@@ -61,6 +61,18 @@ def test_each_result_has_exactly_the_documented_fields_and_values(api_as, make_u
     assert created == row.created_at
 
 
+def test_created_at_has_one_format_whatever_its_fraction_of_a_second(api_as, make_user):
+    # isoformat() left the fraction out at a whole second (one game in a thousand ends on
+    # one, its time being in ms): a client parsing one strict format failed on those rows.
+    alice = make_user("alice")
+    whole = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    result(alice, created_at=whole)
+    result(alice, created_at=whole - timedelta(minutes=1, milliseconds=292))
+    stamps = [item["created_at"] for item in api_as(alice).get(RESULTS).json()]
+    assert [len(s) for s in stamps] == [len("2026-12-05T00:25:43.000000Z")] * 2, stamps
+    assert stamps[0].endswith(".000000Z") and stamps[1].endswith(".708000Z"), stamps
+
+
 def test_a_result_without_accepted_answers_has_a_null_mean_time(api_as, make_user):
     alice = make_user("alice")
     result(alice, avg_answer_ms=None, correct=0, score=0)
