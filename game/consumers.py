@@ -294,6 +294,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # Frames still buffered behind a close for flooding are dropped unanswered.
             return
         started = time.perf_counter()
+        # When the server received the frame (GAME.md scores an answer by it): before the flood
+        # limit's Redis round trip and anything else that may wait.
+        received_ms = services.now_ms()
         raw = text_data if text_data is not None else bytes_data or b""
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
         kind = "invalid"
@@ -326,7 +329,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                         if (number := tracing.round_attribute(round_hint)) is not None:
                             span.set_attribute("nuxtest.round", number)
                 self.acked = False
-                outcome = await self._handle(frame)
+                outcome = await self._handle(frame, received_ms)
             except FrameError as exc:
                 outcome = "refused"
                 await self._send({"type": "error", "code": exc.code, "message": exc.message})
@@ -393,7 +396,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise FrameError("invalid_field", "type: must be a string")
         return frame
 
-    async def _handle(self, frame: dict[str, Any]) -> str:
+    async def _handle(self, frame: dict[str, Any], received_ms: int) -> str:
         """Handle one valid frame; the outcome for the action metrics (ok or refused)."""
         kind = frame["type"]
         if kind == "answer":
@@ -410,6 +413,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     user_id=self.user_id,
                     round_number=round_number,
                     option=option,
+                    received_ms=received_ms,
                     ack=self._answer_ack,
                 )
             return "ok" if outcome.accepted else "refused"

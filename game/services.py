@@ -191,15 +191,19 @@ async def answer_submit(
     user_id: int,
     round_number: int,
     option: int,
+    received_ms: int | None = None,
     ack: Callable[[rules.AnswerOutcome], Awaitable[None]] | None = None,
 ) -> rules.AnswerOutcome:
     """Record an answer; the first one per round counts. May close the round.
+
+    `received_ms` is when the server received it (now, if not given): the engine scores and
+    refuses by that time (GAME.md), however long the answer then waited for its turn.
 
     `ack` is awaited once the answer is stored and before the round close it may cause is
     published, so the player's acknowledgement does not wait for the room's broadcasts,
     the next question and its timer.
     """
-    now = now_ms()
+    now = now_ms() if received_ms is None else received_ms
     room, (outcome, evts) = await store.room_update(
         code,
         lambda room: rules.answer(room, player_id=user_id, round_number=round_number, option=option, now=now),

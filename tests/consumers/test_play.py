@@ -16,6 +16,7 @@ from autobahn.exception import Disconnected
 from django.conf import settings
 
 from game import events, faults, scheduler, services
+from game.consumers import RoomConsumer
 from game.telemetry import metrics
 from tests.conftest import ws_join
 from tests.play import (
@@ -248,6 +249,32 @@ async def test_an_answer_after_the_deadline_is_refused_as_round_closed_and_chang
     assert (await alice.answer(1, 0))["reason"] == "round_closed"
     assert (await bob.answer(2, 0))["reason"] == "wrong_round"
     assert await room_dict(code) == before
+    await sockets_close(socks)
+
+
+async def test_an_answer_received_before_the_deadline_counts_though_the_flood_limit_held_it_past(
+    make_user, timers, monkeypatch
+):
+    # GAME.md scores an answer by when the server received it; the per-player flood limit's
+    # Redis round trip (and anything else before the answer is handled) can take it past
+    # the deadline, within the deadline's grace.
+    code, socks = await lobby_sockets(make_user, 2, rounds=2, answer_seconds=0.5, reveal_seconds=10)
+    alice, bob = socks
+    question = await start_over_socket(socks)
+    right = await correct_option(code)
+    await sleep_past(question["deadline"], margin_ms=-60)
+    take = RoomConsumer._user_rate_take
+
+    async def slow_take(self: RoomConsumer) -> bool:
+        await sleep_past(question["deadline"], margin_ms=10)  # a slow Redis, a busy process
+        return await take(self)
+
+    monkeypatch.setattr(RoomConsumer, "_user_rate_take", slow_take)
+    assert (await bob.answer(1, right))["accepted"] is True
+    await timer_fire(timers_of(timers, scheduler.ROUND_DEADLINE)[0])
+    result = await alice.until("round_result")
+    assert [r["option"] for r in result["results"]] == [None, right]
+    assert result["results"][1]["points"] > 500  # scored as received, before the deadline
     await sockets_close(socks)
 
 
