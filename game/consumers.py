@@ -486,7 +486,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self.background.discard)
 
     async def _forward_held(self, *, gap_ok: bool) -> None:
-        """Forward held frames that are next in order (all of them once the wait is over)."""
+        """Forward held frames that are next in order (past the first gap once its wait is over)."""
         async with self.forward_lock:
             for seq in sorted(self.held):
                 if seq <= self.last_seq:
@@ -494,6 +494,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 elif seq == self.last_seq + 1 or gap_ok:
                     if seq > self.last_seq + 1:
                         self._gap(seq)
+                        gap_ok = False  # one gap per wait: a later gap gets a wait of its own
                     await self._forward_unlocked(self.held.pop(seq))
                 else:
                     break

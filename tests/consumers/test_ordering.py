@@ -54,3 +54,24 @@ async def test_a_real_gap_is_forwarded_after_the_wait_so_the_client_can_resync(m
         assert (await recv(comm))["seq"] == seq + 4
     finally:
         await comm.disconnect()
+
+
+async def test_a_second_gap_gets_a_wait_of_its_own(make_user, settings):
+    # Held past two gaps at once, the wait's end forwarded everything: the second gap had
+    # waited only what was left of the first's wait, and its frame, arriving just after, was
+    # dropped as old.
+    settings.NUXTEST_WS_REORDER_MS = 200
+    (alice,) = await users(make_user, "alice")
+    code = await room_new(alice)
+    comm, state = await ws_join(code, alice)
+    seq = state["seq"]
+    gaps = REGISTRY.get_sample_value("nuxtest_ws_broadcast_gaps_total") or 0.0
+    try:
+        await publish_raw(code, seq + 2)
+        await publish_raw(code, seq + 4)
+        assert (await recv(comm))["seq"] == seq + 2  # seq + 1 never comes
+        await publish_raw(code, seq + 3)  # within the second gap's own wait
+        assert [(await recv(comm))["seq"] for _ in range(2)] == [seq + 3, seq + 4]
+        assert REGISTRY.get_sample_value("nuxtest_ws_broadcast_gaps_total") == gaps + 1
+    finally:
+        await comm.disconnect()
