@@ -19,11 +19,16 @@ async def publish_raw(code: str, seq: int) -> None:
     await layer.group_send(events.room_group(code), {"type": "room.event", "room": code, "frame": frame})
 
 
-async def test_a_broadcast_that_overtakes_an_earlier_one_is_held_until_it_arrives(make_user):
+async def alone_in_a_room(make_user: Any) -> tuple[str, Any, int]:
+    """A room with one player connected: its code, the player's socket, the `seq` of its state."""
     (alice,) = await users(make_user, "alice")
     code = await room_new(alice)
     comm, state = await ws_join(code, alice)
-    seq = state["seq"]
+    return code, comm, state["seq"]
+
+
+async def test_a_broadcast_that_overtakes_an_earlier_one_is_held_until_it_arrives(make_user):
+    code, comm, seq = await alone_in_a_room(make_user)
     try:
         await publish_raw(code, seq + 2)
         await publish_raw(code, seq + 1)
@@ -35,10 +40,7 @@ async def test_a_broadcast_that_overtakes_an_earlier_one_is_held_until_it_arrive
 async def test_a_real_gap_is_forwarded_after_the_wait_so_the_client_can_resync(make_user, settings, caplog):
     # Long enough for the second publish to arrive within it on a busy machine.
     settings.NUXTEST_WS_REORDER_MS = 200
-    (alice,) = await users(make_user, "alice")
-    code = await room_new(alice)
-    comm, state = await ws_join(code, alice)
-    seq = state["seq"]
+    code, comm, seq = await alone_in_a_room(make_user)
     gaps = REGISTRY.get_sample_value("nuxtest_ws_broadcast_gaps_total") or 0.0
     try:
         await publish_raw(code, seq + 3)
@@ -61,10 +63,7 @@ async def test_a_second_gap_gets_a_wait_of_its_own(make_user, settings):
     # waited only what was left of the first's wait, and its frame, arriving just after, was
     # dropped as old.
     settings.NUXTEST_WS_REORDER_MS = 200
-    (alice,) = await users(make_user, "alice")
-    code = await room_new(alice)
-    comm, state = await ws_join(code, alice)
-    seq = state["seq"]
+    code, comm, seq = await alone_in_a_room(make_user)
     gaps = REGISTRY.get_sample_value("nuxtest_ws_broadcast_gaps_total") or 0.0
     try:
         await publish_raw(code, seq + 2)
