@@ -78,8 +78,11 @@ class GameResult(models.Model):
             models.UniqueConstraint(fields=["game_id", "user"], name="gameresult_once_per_game_user"),
         ]
         indexes = [
-            # The scaling guide's index: leaderboards by period and a player's history.
+            # The scaling guide's index: the day's and week's leaderboards (rows by created_at).
             models.Index(fields=["created_at", "user"], name="gameresult_created_user"),
+            # A player's history (newest first, at most 100): read in order from the index,
+            # not all the player's rows sorted.
+            models.Index(fields=["user", "created_at", "id"], name="gameresult_user_created"),
         ]
 
     def __str__(self) -> str:

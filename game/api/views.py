@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connections
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import serializers, status
@@ -272,10 +272,15 @@ class MyResultsView(APIView):
         return Response(results_for(user_id(request)))
 
 
+def history_query(user_id: int) -> QuerySet[GameResult]:
+    """A player's newest results, read in order from the index gameresult_user_created."""
+    return GameResult.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:HISTORY_SIZE]
+
+
 def results_for(user_id: int) -> list[dict[str, Any]]:
     """A player's stored results, newest first."""
     with replica_reads():
-        rows = list(GameResult.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:HISTORY_SIZE])
+        rows = list(history_query(user_id))
     return [
         {
             "room": r.room,

@@ -140,3 +140,43 @@ def test_a_logged_in_browser_session_may_read_its_results(make_user):
     response = client.get(RESULTS)
     assert response.status_code == 200, response.content
     assert [r["room"] for r in response.json()] == ["SESSON"]
+
+
+def test_the_history_is_read_newest_first_from_its_index_not_sorted(make_user):
+    # With only the foreign key's index, the database read every result of the player and
+    # sorted them: the history of the busiest players (here 3,000 games) grew with each game.
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from game.api.views import history_query
+
+    players = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"p{i}", password="!") for i in range(40)
+    )
+    now = timezone.now()
+    GameResult.objects.bulk_create(
+        GameResult(
+            game_id=uuid.uuid4(),
+            room="ABCDEF",
+            user=player,
+            score=i,
+            rank=1,
+            correct=1,
+            rounds=5,
+            created_at=now - timedelta(minutes=i),
+        )
+        for player in players
+        for i in range(3000 if player == players[7] else 100)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            {"postgresql": "ANALYZE game_gameresult", "mysql": "ANALYZE TABLE game_gameresult"}.get(
+                connection.vendor, "ANALYZE"
+            )
+        )
+        if connection.vendor == "mysql":
+            cursor.fetchall()
+    plan = history_query(players[7].pk).explain()
+    assert "gameresult_user_created" in plan, plan
+    if connection.vendor == "postgresql":
+        assert "Sort" not in plan, plan
