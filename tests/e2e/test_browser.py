@@ -282,6 +282,11 @@ async def correct_index(question: dict[str, Any]) -> int:
     return int(question["options"].index(stored.options[stored.correct]))
 
 
+def named(question: dict[str, Any], option: int) -> str:
+    """An option as the answer's status says it: its letter and its text."""
+    return f"{LETTERS[option]}, “{question['options'][option]}”"
+
+
 async def click_option(player: Player, option: int, *, closes_round: bool = False) -> None:
     """Click an answer; unless it is the last answer the round waits for, it shows as locked in."""
     button = player.page.locator(f'#options button.option[data-option="{option}"]')
@@ -354,7 +359,7 @@ async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_brows
     points = alice.round_result(1)["results"][0]["points"]
     assert 500 < points <= 1000
     assert a1["status"] == f"Correct! +{points} points."
-    assert b1["status"] == f"Wrong: the answer was {LETTERS[right]}."
+    assert b1["status"] == f"Wrong: the answer was {named(q, right)}."
     assert (
         a1["rows"]
         == b1["rows"]
@@ -372,7 +377,7 @@ async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_brows
     a2, b2 = await alice.rendered_result(2), await bob.rendered_result(2)
     assert a2["at"] >= q["deadline"] - 20 and b2["at"] >= q["deadline"] - 20, "closed by the deadline"
     assert a2["status"].startswith("Correct! +")
-    assert b2["status"] == f"No answer this round: the answer was {LETTERS[right]}."
+    assert b2["status"] == f"No answer this round: the answer was {named(q, right)}."
     assert all(o["disabled"] for o in b2["options"]), "no answering once the round is over"
     assert b2["rows"][1][:3] == [bob.name, "—", "0"]
 
@@ -383,7 +388,7 @@ async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_brows
     await click_option(bob, right)
     await click_option(alice, (right + 2) % 4, closes_round=True)
     a3 = await alice.rendered_result(3)
-    assert a3["status"] == f"Wrong: the answer was {LETTERS[right]}."
+    assert a3["status"] == f"Wrong: the answer was {named(q, right)}."
 
     totals = {e["player"]: e["total"] for e in alice.round_result(3)["results"]}
     for p in (alice, bob):
@@ -610,7 +615,7 @@ async def test_on_a_phone_a_long_name_fits_the_screen_and_each_question_comes_wi
         right = await correct_index(q)
         if n == 1:
             await expect(page.locator("#invite-link")).to_be_hidden()
-            await expect(page.locator("#keys-hint")).to_contain_text("Keyboard: press 1")
+            await expect(page.locator("#keys-hint")).to_contain_text("Keyboard shortcuts: press 1")
             assert await page_width(page) <= PHONE["width"], "the question fits the screen"
             await page.click(f'#options button.option[data-option="{right}"]')
             result = await phone.rendered_result(1)
@@ -691,7 +696,7 @@ async def test_an_answer_that_reaches_the_server_after_the_round_closed_shows_as
     status = page.locator("#answer-status")
     too_late = (
         f"Too late: your answer ({LETTERS[mine]}) arrived after the round closed and did not count. "
-        f"The answer was {LETTERS[right]}."
+        f"The answer was {named(q, right)}."
     )
     await expect(status).to_have_text(too_late)
     await expect(page.locator("#round-result")).to_be_visible()
@@ -816,6 +821,39 @@ async def test_a_keyboard_and_screen_reader_player_is_told_each_question_and_kep
     await expect(page.locator("#leaderboard tbody tr.top-1 td.rank")).to_have_text("1")
     ratio = await page.evaluate(CONTRAST, ["#leaderboard tr.top-1 td.rank", "color"])
     assert ratio >= 4.5, f"the leaderboard's first rank has a contrast of {ratio:.2f}:1"
+    assert_no_js_errors(solo)
+
+
+async def test_the_answer_keys_can_be_turned_off_and_stay_off_in_that_browser(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    # WCAG 2.1.4: single-key shortcuts can be turned off. Speech input types words, and a
+    # player saying "bad" answered B. Alone in the room, any answer sent closes the round.
+    solo = await players("shortcuts")
+    page = solo.page
+    await sign_up(solo, live.url)
+    await create_room(solo, rounds=1, answer_seconds=30, reveal_seconds=0, max_players=1)
+    await page.click("#start-button")
+    q = await wait_question(solo, 1, 1)
+    right = await correct_index(q)
+    wrong = (right + 1) % 4
+    toggle = page.locator("#keys-toggle")
+    await expect(toggle).to_be_checked()
+    await toggle.uncheck()
+    await page.locator("#question-text").click()  # the keys go to the page, not the box
+    await page.keyboard.type(f"bad{wrong + 1}")
+
+    # Nothing was sent (the round is still open after a reload), and the choice is kept.
+    await page.reload()
+    await wait_question(solo, 1, 1)
+    await expect(toggle).not_to_be_checked()
+    await page.keyboard.press(str(wrong + 1))
+    await toggle.check()
+    await page.locator("#question-text").click()
+    await page.keyboard.press(str(right + 1))
+    result = await solo.rendered_result(1)
+    assert result["status"].startswith("Correct! +"), result
+    assert await page.evaluate("() => localStorage.getItem('nuxtest.shortcuts')") == "on"
     assert_no_js_errors(solo)
 
 

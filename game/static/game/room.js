@@ -70,6 +70,7 @@
     copyFeedback: $('copy-feedback'),
     announcer: $('announcer'),
     finalTitle: $('final-title'),
+    keysToggle: $('keys-toggle'),
   };
 
   // --- Client-side model of the room --------------------------------------------------------
@@ -568,7 +569,18 @@
     button.addEventListener('click', () => answer(Number(button.dataset.option)));
   });
 
+  // Single-key shortcuts can be turned off (WCAG 2.1.4): speech input types words, and
+  // "bad" would answer B. The choice is kept in this browser.
+  const SHORTCUTS = 'nuxtest.shortcuts';
+  try {
+    ui.keysToggle.checked = localStorage.getItem(SHORTCUTS) !== 'off';
+  } catch (e) { /* storage refused: shortcuts stay on for this page */ }
+  ui.keysToggle.addEventListener('change', () => {
+    try { localStorage.setItem(SHORTCUTS, ui.keysToggle.checked ? 'on' : 'off'); } catch (e) { /* this page only */ }
+  });
+
   document.addEventListener('keydown', (event) => {
+    if (!ui.keysToggle.checked) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
     if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA' || target.isContentEditable)) return;
@@ -753,7 +765,10 @@
     let message = '';
     let state = '';
     if (result) {
-      const letter = LETTERS[result.correct_option] || '?';
+      // The option's text too: a screen reader hears this, and a letter alone asks the
+      // player to remember which option it was.
+      const correctText = q.options ? q.options[result.correct_option] : null;
+      const letter = (LETTERS[result.correct_option] || '?') + (correctText != null ? `, “${correctText}”` : '');
       if (late) {
         message = `Too late: your answer (${LETTERS[mine.option]}) arrived after the round closed and did not count. The answer was ${letter}.`;
         state = 'late';
