@@ -435,6 +435,27 @@ async def test_two_players_sign_up_create_join_and_play_a_full_game_in_the_brows
     await expect(leaders.locator("td.games")).to_have_text(["1", "1"])
     await expect(alice.page.locator("#leaderboard tbody tr.leader.me td.name")).to_have_text(alice.name)
 
+    # The period tabs are WAI-ARIA tabs: the chosen one in the Tab order, arrows between them.
+    page = alice.page
+    tab_order = "() => Array.from(document.querySelectorAll('[role=tab]')).map((t) => t.tabIndex)"
+    assert await page.evaluate(tab_order) == [-1, 0, -1]
+    await page.locator("#period-week").focus()
+    await page.keyboard.press("ArrowRight")
+    await expect(page.locator("#period-all")).to_be_focused()
+    await expect(page.locator("#period-all")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#leaderboard")).to_have_attribute("data-period", "all")
+    await expect(page.locator("#leaderboard-panel")).to_have_attribute("aria-labelledby", "period-all")
+    await expect(page).to_have_url(re.compile(r"period=all$"))
+    await page.keyboard.press("ArrowRight")  # from the last, round to the first
+    await expect(page.locator("#period-day")).to_be_focused()
+    await expect(page.locator("#leaderboard")).to_have_attribute("data-period", "day")
+    await expect(leaders.locator("td.name")).to_have_text([alice.name, bob.name])
+    await page.keyboard.press("End")
+    await expect(page.locator("#period-all")).to_have_attribute("aria-selected", "true")
+    await page.keyboard.press("Home")
+    await expect(page.locator("#period-day")).to_have_attribute("aria-selected", "true")
+    assert await page.evaluate(tab_order) == [0, -1, -1]
+
     assert_no_js_errors(alice, bob)
 
 

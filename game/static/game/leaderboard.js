@@ -11,6 +11,7 @@
   const body = table.tBodies[0];
   const errorNode = document.getElementById('leaderboard-error');
   const tabs = Array.from(app.querySelectorAll('.tab[data-period]'));
+  const panel = document.getElementById('leaderboard-panel');
   const myId = readJSONScript('user-id');
   let current = null;
   let requestNo = 0;
@@ -26,7 +27,10 @@
     for (const tab of tabs) {
       const selected = tab.dataset.period === period;
       tab.setAttribute('aria-selected', String(selected));
+      // One tab in the Tab order, the chosen one; the arrow keys move between them.
+      tab.tabIndex = selected ? 0 : -1;
       tab.classList.toggle('active', selected);
+      if (selected) panel.setAttribute('aria-labelledby', tab.id);
     }
     table.dataset.period = period;
     table.setAttribute('aria-busy', 'true');
@@ -67,6 +71,21 @@
       if (tab.dataset.period !== current) load(tab.dataset.period, true);
     });
   }
+  // The tabs pattern of WAI-ARIA: Left/Right (wrapping), Home and End choose a period.
+  app.querySelector('[role="tablist"]').addEventListener('keydown', (event) => {
+    const at = tabs.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = {
+      ArrowRight: (at + 1) % tabs.length,
+      ArrowLeft: (at + tabs.length - 1) % tabs.length,
+      Home: 0,
+      End: tabs.length - 1,
+    }[event.key];
+    if (to === undefined) return;
+    event.preventDefault();
+    tabs[to].focus();
+    if (tabs[to].dataset.period !== current) load(tabs[to].dataset.period, true);
+  });
   const initial = new URLSearchParams(location.search).get('period');
   load(PERIODS.includes(initial) ? initial : 'week', false);
 })();
