@@ -622,6 +622,20 @@ def worker_gone(hostname: str) -> None:
     sync_client().zrem(key("workers"), hostname)
 
 
+def clock_offset(clock: Callable[[], float]) -> float:
+    """`clock()` minus Redis's clock (TIME), in seconds, to within half a round trip.
+
+    The game compares times taken by different processes (a deadline stamped by one web
+    instance, an answer received by another, a timer due on a worker): their hosts' clocks
+    must agree, and Redis's is the one reference they all reach.
+    """
+    r = sync_client()
+    before = clock()
+    seconds, micros = r.time()  # type: ignore[misc]  # redis-py types it for both clients
+    after = clock()
+    return (before + after) / 2 - (seconds + micros / 1_000_000)
+
+
 def workers_online(*, now: float) -> int:
     """Celery workers whose heartbeat is current."""
     count: int = sync_client().zcount(key("workers"), f"({now}", "+inf")  # type: ignore[assignment]

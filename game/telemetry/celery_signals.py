@@ -9,6 +9,7 @@ the worker itself always knows.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import logging.config
@@ -158,7 +159,9 @@ def _metrics_server_start() -> None:
     port = settings.NUXTEST_WORKER_METRICS_PORT
     if not port:
         return
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+    from game.telemetry.collectors import ClockOffsetCollector
 
     registry: Any = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -166,6 +169,10 @@ def _metrics_server_start() -> None:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+    # The worker's clock decides when its pump sends the game's timers: its offset is served
+    # beside the web instances' (alert NuxtestClockSkew).
+    with contextlib.suppress(ValueError):  # already registered in this process
+        (registry or REGISTRY).register(ClockOffsetCollector())
     try:
         if registry is None:
             start_http_server(port, addr=settings.NUXTEST_WORKER_METRICS_ADDR)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily
@@ -89,4 +89,37 @@ class RedisStateCollector(Collector):
                 "1 while an operator's fault flag is on (manage.py faults; read at scrape time).",
                 labels=["flag"],
             ),
+        )
+
+
+class ClockOffsetCollector(Collector):
+    """nuxtest_clock_offset_seconds: this process's clock against Redis's, at scrape time.
+
+    Unlike the gauges above it differs by process (a web instance, a worker): each serves its
+    own. The alert NuxtestClockSkew compares them.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            offset = store.clock_offset(self._clock)
+        except Exception:
+            logger.warning(
+                "metrics: redis unreachable", exc_info=True, extra={"event": "metrics_redis_error"}
+            )
+            return
+        family = self._family()
+        family.add_metric([], offset)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "nuxtest_clock_offset_seconds",
+            "This process's clock minus Redis's (TIME), to within half a round trip (read at scrape time).",
         )

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
-from game.telemetry.collectors import RedisStateCollector
+from game.telemetry.collectors import ClockOffsetCollector, RedisStateCollector
 from nuxtest.proxy import client_ip
 
 _lock = threading.Lock()
@@ -24,6 +24,7 @@ def _register_once() -> None:
     with _lock:
         if not _registered:
             REGISTRY.register(RedisStateCollector())
+            REGISTRY.register(ClockOffsetCollector())
             _registered = True
 
 

@@ -1161,7 +1161,7 @@ def celery() -> Json:
                 "steps about a second late meanwhile."
             ),
         ),
-        w=12,
+        w=8,
         h=6,
     )
     b.add(
@@ -1175,7 +1175,21 @@ def celery() -> Json:
             ),
             "game",
         ),
-        w=12,
+        w=8,
+        h=6,
+    )
+    b.add(
+        timeseries(
+            "Clock offset from Redis by process",
+            prom(sel("nuxtest_clock_offset_seconds", instance=False), "{{job}} {{instance}}"),
+            unit="s",
+            description=(
+                "Each web instance's and worker's clock against Redis's (to within half a round "
+                "trip). Deadlines, answers and timers are timed on different hosts: the lines "
+                "should lie within a few ms of each other (alert NuxtestClockSkew at 25 ms apart)."
+            ),
+        ),
+        w=8,
         h=6,
     )
 

@@ -7,6 +7,7 @@ Sentry pointed at a local stand-in; these tests read what arrives there, and /me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -196,6 +197,15 @@ async def test_a_played_game_shows_in_every_family_of_metrics(live):
     assert total(web, "nuxtest_timers_overdue_seconds") < 1.0
     assert any(n == "nuxtest_rooms" and lab["status"] == "finished" for n, lab, _ in web)
     assert any(n == "nuxtest_build_info" and lab["version"] and lab["commit"] for n, lab, _ in web)
+    # Every web instance and worker serves its own clock's offset from Redis's: one series
+    # each (the processes share this host's clock, so they agree to within round trips).
+    offsets = []
+    for url in targets(live):
+        with contextlib.suppress(requests.ConnectionError):  # a worker stopped by an earlier test
+            (offset,) = [v for n, _, v in scrape(url) if n == "nuxtest_clock_offset_seconds"]
+            offsets.append(offset)
+    assert len(offsets) >= 3, offsets
+    assert max(offsets) - min(offsets) < 0.05, offsets
     # The web process's event loop is watched from its first connection (every 100 ms).
     assert total(web, "nuxtest_event_loop_lag_seconds_count") >= 1
     # django-prometheus's HTTP families are there beside the project's own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def exported_metrics() -> set[str]:
         if isinstance(obj, MetricWrapperBase):
             family = obj.describe()[0]
             names.add(family.name + "_total" if family.type == "counter" else family.name)
-    names.update(f.name for f in collectors.RedisStateCollector().describe())
+    for _, cls in inspect.getmembers(collectors, inspect.isclass):
+        if cls.__module__ == collectors.__name__ and callable(getattr(cls, "collect", None)):
+            names.update(f.name for f in cls().describe())
     return names
 
 

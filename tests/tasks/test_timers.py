@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from game import scheduler, store
-from game.telemetry.collectors import RedisStateCollector
+from game.telemetry.collectors import ClockOffsetCollector, RedisStateCollector
 
 
 def _now_ms() -> int:
@@ -134,3 +135,17 @@ def test_the_scrape_shows_the_timers_no_pump_has_sent_and_how_late_the_oldest_is
     scheduler.pump_once(now_ms=_now_ms(), send=Sent())
     assert _scraped("nuxtest_timers_overdue") == 0
     assert _scraped("nuxtest_timers_overdue_seconds") == 0
+
+
+def _offset(clock: Callable[[], float]) -> float:
+    (family,) = ClockOffsetCollector(clock).collect()
+    assert family.name == "nuxtest_clock_offset_seconds"
+    return float(family.samples[0].value)
+
+
+def test_the_scrape_shows_this_process_clock_against_redis_s():
+    # Redis runs on this host: the same clock, to within the round trip.
+    assert abs(_offset(time.time)) < 0.05
+    # A host whose clock runs 300 ms ahead, or 2 s behind, says so.
+    assert 0.25 < _offset(lambda: time.time() + 0.3) < 0.35
+    assert -2.05 < _offset(lambda: time.time() - 2) < -1.95
