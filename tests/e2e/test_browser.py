@@ -899,7 +899,9 @@ async def test_a_sign_up_error_is_tied_to_its_field_for_screen_readers(
     )
     assert not missing, f"aria-describedby names missing elements: {missing}"
     await expect(confirm).to_have_accessible_description(re.compile("didn.t match"))
-    # The keyboard focus ring on the form's button shows against the white card.
+    # The keyboard focus ring on a text field and on the form's button shows against the card.
+    await page.locator("#id_username").focus()
+    await assert_focus_ring_visible(page, "the user name field")
     await confirm.focus()
     await page.keyboard.press("Tab")
     await expect(page.locator("form.stacked-form button[type=submit]")).to_be_focused()
