@@ -18,6 +18,21 @@ RESULTS = "/api/me/results/"
 FIELDS = {"room", "score", "rank", "correct", "rounds", "avg_answer_ms", "created_at"}
 
 
+def unsaved(user, *, score: int, created_at) -> GameResult:
+    """A result row for bulk_create: one of many games of the user's."""
+    return GameResult(
+        game_id=uuid.uuid4(),
+        room="ABCDEF",
+        user=user,
+        score=score,
+        rank=1,
+        correct=1,
+        rounds=5,
+        avg_answer_ms=1000,
+        created_at=created_at,
+    )
+
+
 def result(user, *, room: str = "ABCDEF", age: timedelta = timedelta(hours=1), **fields) -> GameResult:
     values = {
         "game_id": uuid.uuid4(),
@@ -104,20 +119,7 @@ def test_at_most_the_newest_100_results_are_listed(api_as, make_user):
     alice = make_user("alice")
     now = timezone.now()
     GameResult.objects.bulk_create(
-        [
-            GameResult(
-                game_id=uuid.uuid4(),
-                room="ABCDEF",
-                user=alice,
-                score=i,
-                rank=1,
-                correct=1,
-                rounds=5,
-                avg_answer_ms=1000,
-                created_at=now - timedelta(minutes=i),
-            )
-            for i in range(105)
-        ]
+        [unsaved(alice, score=i, created_at=now - timedelta(minutes=i)) for i in range(105)]
     )
     rows = api_as(alice).get(RESULTS).json()
     assert len(rows) == 100
@@ -155,16 +157,7 @@ def test_the_history_is_read_newest_first_from_its_index_not_sorted(make_user):
     )
     now = timezone.now()
     GameResult.objects.bulk_create(
-        GameResult(
-            game_id=uuid.uuid4(),
-            room="ABCDEF",
-            user=player,
-            score=i,
-            rank=1,
-            correct=1,
-            rounds=5,
-            created_at=now - timedelta(minutes=i),
-        )
+        unsaved(player, score=i, created_at=now - timedelta(minutes=i))
         for player in players
         for i in range(3000 if player == players[7] else 100)
     )
