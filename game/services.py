@@ -43,21 +43,37 @@ def now_ms() -> int:
 # --- Rooms --------------------------------------------------------------------------------------
 
 
+def _category_unknown(category: str) -> bool:
+    return not Category.objects.filter(slug=category).exists()
+
+
 def _category_check(category: str | None, rounds: int) -> None:
     if category is None:
         available = Question.objects.count()
     else:
-        if not Category.objects.filter(slug=category).exists():
+        if _category_unknown(category):
             raise rules.SettingsError("category", f"unknown category {category!r}")
         available = Question.objects.filter(category__slug=category).count()
     if available < rounds:
         field = "category" if category is not None else "rounds"
-        raise rules.SettingsError(field, f"only {available} questions available for {rounds} rounds")
+        have = f"{available} question" + ("" if available == 1 else "s")
+        raise rules.SettingsError(field, f"only {have} available for {rounds} rounds")
 
 
 async def room_create(*, host_id: int | None, settings_raw: Mapping[str, Any], quick: bool = False) -> Room:
-    """Create a room hosted by `host_id` (None: a quick-match room); SettingsError names a field."""
-    room_settings = rules.settings_validate(settings_raw)
+    """Create a room hosted by `host_id` (None: a quick-match room); SettingsError names every
+    refused field, an unknown category among the others (the engine knows no database)."""
+    try:
+        room_settings = rules.settings_validate(settings_raw)
+    except rules.SettingsError as refused:
+        category = settings_raw.get("category")
+        if "category" in refused.errors or not isinstance(category, str):
+            raise
+        if not await database_sync_to_async(_category_unknown)(category):
+            raise
+        more = {f: m for f, m in refused.errors.items() if f != refused.field}
+        more["category"] = f"unknown category {category!r}"
+        raise rules.SettingsError(refused.field, refused.message, more=more) from None
     await database_sync_to_async(_category_check)(room_settings.category, room_settings.rounds)
     while True:
         room = rules.room_new(

@@ -206,6 +206,16 @@ def test_an_unknown_category_is_refused_with_400_naming_category(client, questio
     field_error(create(client, {"category": "no-such-category"}), "category")
 
 
+def test_an_unknown_category_is_named_beside_the_other_refused_settings(client, questions):
+    # protocol.md: a 400 names every refused field, so that a client fixes them all at once;
+    # the unknown category went unnamed until the other fields were fixed (a README walk).
+    body = field_error(create(client, {"rounds": 0, "category": "no-such-category"}), "rounds")
+    assert body["errors"] == {
+        "rounds": ["must be between 1 and 20"],
+        "category": ["unknown category 'no-such-category'"],
+    }
+
+
 def test_a_known_category_is_accepted(client, questions):
     slug = Category.objects.order_by("slug").first().slug
     response = create(client, {"category": slug})
