@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from django.db import connections
 
@@ -875,6 +876,37 @@ async def test_the_answer_keys_can_be_turned_off_and_stay_off_in_that_browser(
     result = await solo.rendered_result(1)
     assert result["status"].startswith("Correct! +"), result
     assert await page.evaluate("() => localStorage.getItem('nuxtest.shortcuts')") == "on"
+    assert_no_js_errors(solo)
+
+
+async def test_a_room_the_server_lost_mid_game_is_said_gone_not_shown_as_playing(
+    players: Callable[..., Awaitable[Player]], live: Stack
+) -> None:
+    # Under `make run` the embedded Redis keeps nothing: after a restart an open game page
+    # reconnected to "No such room: check the code or the invite link", under a question
+    # still shown as playing and players still online (a README walk).
+    solo = await players("lost")
+    page = solo.page
+    await sign_up(solo, live.url)
+    sockets: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    await page.route_web_socket(re.compile(r"/ws/rooms/"), route)
+    code = await create_room(solo, rounds=2, answer_seconds=30, reveal_seconds=0, max_players=1)
+    await page.click("#start-button")
+    await wait_question(solo, 1, 2)
+    room_key = f"{live.env['NUXTEST_REDIS_PREFIX']}room:{code}"
+    await sync_to_async(redis.Redis.from_url(live.env["REDIS_URL"]).delete)(room_key)
+    await sockets[-1].close(code=1011, reason="the server went away")  # the page reconnects
+    notice = page.locator("#notice")
+    await expect(notice).to_contain_text("This room no longer exists on the server")
+    await expect(page.locator("#status")).to_have_text("unavailable")
+    await expect(page.locator("#game-panel")).to_be_hidden()
+    await expect(page.locator("#players li")).to_have_count(0)
+    assert len(sockets) >= 2, "the page reconnected before giving up"
     assert_no_js_errors(solo)
 
 

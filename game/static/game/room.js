@@ -202,8 +202,20 @@
     if (Object.prototype.hasOwnProperty.call(FATAL_CLOSES, code)) {
       fatal = true;
       setConnection('failed', 'disconnected');
+      let text = FATAL_CLOSES[code];
+      if (code === 4404 && room.known) {
+        // The room was there a moment ago: the server lost it (a Redis restarted without its
+        // data) or cleaned it up (an ended room expires). A game in progress cannot go on:
+        // its question and players are not shown as if it could.
+        if (room.status === 'lobby' || room.status === 'playing') {
+          text = 'This room no longer exists on the server: the game cannot go on.';
+          Object.assign(room, { known: false, status: null, players: [], question: null, result: null });
+        } else {
+          text = 'This room is gone from the server; its results are in your History.';
+        }
+      }
       ui.notice.replaceChildren(
-        el('strong', null, FATAL_CLOSES[code]), ' ',
+        el('strong', null, text), ' ',
         el('a', { href: app.dataset.lobbyUrl }, 'Back to the lobby'),
       );
       ui.notice.dataset.code = String(code);
