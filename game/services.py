@@ -513,9 +513,7 @@ async def _publish_and_arm(room: Room, evts: list[dict[str, Any]]) -> None:
                 "results_store failed", extra={"event": "results_store_failed", "room": room.code}
             )
     await events.publish(room.code, evts)
-    for event in evts:
-        if event["type"] == "round_result":
-            observe.round_published(room, event, now=now_ms())
+    await _published(room, evts)
     for event in evts:
         kind = event["type"]
         if kind == "question":
@@ -532,7 +530,56 @@ async def _publish_and_arm(room: Room, evts: list[dict[str, Any]]) -> None:
                 await scheduler.run_at(scheduler.ROUND_ADVANCE, args=[room.code, number], due_ms=room.next_at)
 
 
+async def _published(room: Room, evts: list[dict[str, Any]]) -> None:
+    """After a broadcast: its round's close lag, and the mark that keeps the sweeper from
+    publishing it again (rules.unpublished)."""
+    for event in evts:
+        if event["type"] == "round_result":
+            observe.round_published(room, event, now=now_ms())
+    seqs = [e["seq"] for e in evts if "seq" in e]
+    if seqs:
+        try:
+            await store.published_mark(room.code, max(seqs))
+        except Exception:
+            # The sweeper publishes them again: a frame each connection has sent already is
+            # not sent twice.
+            logger.warning(
+                "published mark not written",
+                exc_info=True,
+                extra={"event": "published_mark_failed", "room": room.code},
+            )
+
+
 # --- Sweeper ------------------------------------------------------------------------------------
+
+
+# How old a room's unpublished broadcasts must be before the sweeper publishes them itself.
+# Longer than a live publisher can take (its turn behind the room's earlier broadcasts waits
+# up to 2 s, events._ORDER_WAIT_SECONDS), so that a slow channel layer is not sent every
+# broadcast twice just when it is struggling; a dead publisher's result is late by this much
+# instead of never sent.
+REPUBLISH_AFTER_MS = 5000
+
+
+async def _republish(room: Room, published: int, now: int) -> bool:
+    """Publish the room's latest broadcasts that their process never published (it died
+    between its compare-and-set and its publish); True if there were any."""
+    evts = rules.unpublished(room, published=published, now=now, grace_ms=REPUBLISH_AFTER_MS)
+    if not evts:
+        return False
+    logger.warning(
+        "publishing %s broadcasts again (seq %s to %s): their process did not",
+        len(evts),
+        evts[0]["seq"],
+        evts[-1]["seq"],
+        extra={"event": "events_republished", "room": room.code},
+    )
+    if any(e["type"] == "game_over" for e in evts) and not room.results_stored:
+        # As _publish_and_arm: the results are written before `game_over` goes out.
+        await results_store(code=room.code)
+    await events.publish(room.code, evts)
+    await _published(room, evts)
+    return True
 
 
 async def _prune_dead_connections(rooms: list[Room]) -> None:
@@ -565,12 +612,24 @@ async def rooms_sweep() -> dict[str, int]:
             await store.room_forget(code)
             done["forgotten"] = done.get("forgotten", 0) + 1
     await _prune_dead_connections(rooms)
+    published = await store.published_get([room.code for room in rooms if room.outbox])
     now = now_ms()
     for room in rooms:
         try:
             room = await store.room_get(room.code)
         except store.RoomNotFound:
             continue
+        if room.code in published:
+            # Before the room's next step, whose broadcasts follow these.
+            try:
+                if await _republish(room, published[room.code], now):
+                    done["republished"] = done.get("republished", 0) + 1
+                    room = await store.room_get(room.code)  # its results may be stored now
+            except Exception:
+                logger.exception(
+                    "sweep republish failed", extra={"event": "sweep_step_failed", "room": room.code}
+                )
+                done["failed"] = done.get("failed", 0) + 1
         step = _due_step(room, now)
         if step is None:
             continue

@@ -14,6 +14,8 @@ Key layout (all under settings.NUXTEST_REDIS_PREFIX):
     throttle:<SCOPE_ID>  sorted set of an API client's recent requests in a throttle's window
     timers               sorted set of the game's armed timers (JSON), scored by due time in ms
     timers:wake          channel: a timer earlier than every other one was armed
+    published:<CODE>     the highest seq of the room's broadcasts published (the sweeper
+                         publishes again those of Room.outbox above it)
 
 Every change to a room is a compare-and-set of its key (a Lua script: write only if the
 stored room is still the one the change was computed from, else retry on the current one),
@@ -288,6 +290,35 @@ async def room_forget(code: str) -> None:
         pipe.srem(key("rooms", "active"), code)
         pipe.zrem(key("quick", "open"), code)
         await pipe.execute()
+
+
+# One step: raise a room's published seq, never lower it (two processes' publishes of one
+# room may finish in either order).
+_PUBLISHED_MARK_LUA = """
+local seq = tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seq > cur then
+  redis.call('SET', KEYS[1], seq, 'EX', tonumber(ARGV[2]))
+else
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+# Longer than any room is looked after without a broadcast.
+PUBLISHED_TTL_SECONDS = 86400
+
+
+async def published_mark(code: str, seq: int) -> None:
+    """Record that the room's broadcasts up to `seq` have been published."""
+    await _script(_PUBLISHED_MARK_LUA)(keys=[key("published", code)], args=[seq, PUBLISHED_TTL_SECONDS])
+
+
+async def published_get(codes: list[str]) -> dict[str, int]:
+    """The highest published seq of each room (0: none recorded)."""
+    if not codes:
+        return {}
+    found: list[bytes | None] = await client().mget([key("published", c) for c in codes])
+    return {c: int(v) if v else 0 for c, v in zip(codes, found, strict=True)}
 
 
 async def room_drop(code: str) -> None:

@@ -136,6 +136,12 @@ class Room:
     # as [player id, held until (ms)]. Not members (GAME.md: a member from the first
     # connection); they only keep other placements and joiners from taking the seat.
     held: list[list[int]] = field(default_factory=list)
+    # The room's latest broadcasts (at most rules.OUTBOX_MAX, oldest first), written by the
+    # transition that made them, and when the newest was made. The process that made them
+    # publishes them after its compare-and-set; if it dies in between, the sweeper publishes
+    # them again (rules.unpublished), so a round's result or `game_over` is never lost with it.
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    outbox_at: int | None = None
 
     def player(self, player_id: int) -> Player | None:
         """The member with this id, or None."""

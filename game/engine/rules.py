@@ -170,9 +170,29 @@ def room_new(*, code: str, host: int | None, settings: RoomSettings, now: int, q
     return Room(code=code, host=host, settings=settings, created_at=now, quick=quick, empty_since=now)
 
 
-def _emit(room: Room, type_: str, **payload: Any) -> Event:
+# Broadcasts a room keeps for the sweeper to publish again (Room.outbox): one transition
+# makes at most three (player_joined, round_result and question; round_result and game_over).
+OUTBOX_MAX = 4
+
+
+def _emit(room: Room, now: int, type_: str, **payload: Any) -> Event:
     room.seq += 1
-    return {"type": type_, **payload, "seq": room.seq}
+    event = {"type": type_, **payload, "seq": room.seq}
+    room.outbox = [*room.outbox[-(OUTBOX_MAX - 1) :], event]
+    room.outbox_at = now
+    return event
+
+
+def unpublished(room: Room, *, published: int, now: int, grace_ms: int) -> list[Event]:
+    """The room's latest broadcasts that nobody marked published (their process died between
+    its compare-and-set and its publish), once `grace_ms` old: the sweeper publishes them.
+
+    `published` is the highest seq marked published. A connection forwards only frames
+    above the last seq it sent, so publishing one twice (a slow publisher, not a dead one)
+    reaches no player twice."""
+    if room.outbox_at is None or now < room.outbox_at + grace_ms:
+        return []
+    return [e for e in room.outbox if e["seq"] > published]
 
 
 # --- Membership and connections ---------------------------------------------------------------
@@ -245,7 +265,7 @@ def connect(
         return []
     player.conns.append(conn)
     room.empty_since = None
-    return [_emit(room, "player_joined", player={"id": player.id, "name": player.name})]
+    return [_emit(room, now, "player_joined", player={"id": player.id, "name": player.name})]
 
 
 def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event]:
@@ -256,7 +276,7 @@ def disconnect(room: Room, *, player_id: int, conn: str, now: int) -> list[Event
     player.conns.remove(conn)
     events: list[Event] = []
     if not player.connected:
-        events.append(_emit(room, "player_left", player={"id": player.id, "name": player.name}))
+        events.append(_emit(room, now, "player_left", player={"id": player.id, "name": player.name}))
     if not room.connected_players:
         room.empty_since = now
     events += close_if_all_answered(room, now)
@@ -301,7 +321,7 @@ def start(
     room.started_at = now
     room.plan = list(questions[: room.settings.rounds])
     room.next_at = None
-    events = [_emit(room, "game_started", rounds=room.settings.rounds)]
+    events = [_emit(room, now, "game_started", rounds=room.settings.rounds)]
     events += _open_round(room, rng, now)
     return events
 
@@ -332,6 +352,7 @@ def _open_round(room: Room, rng: random.Random, now: int) -> list[Event]:
     return [
         _emit(
             room,
+            now,
             "question",
             round=number,
             text=question.text,
@@ -402,12 +423,12 @@ def round_close(room: Room, *, now: int, trigger: str) -> list[Event]:
                 p.correct += 1
                 p.correct_ms += ans.elapsed_ms
                 p.score += ans.points
-    events = [_emit(room, "round_result", **_round_result(room, rnd))]
+    events = [_emit(room, now, "round_result", **_round_result(room, rnd))]
     if rnd.number >= room.settings.rounds:
         room.status = FINISHED
         room.finished_at = now
         room.next_at = None
-        events.append(_emit(room, "game_over", standings=standings(room)))
+        events.append(_emit(room, now, "game_over", standings=standings(room)))
     else:
         room.next_at = now + room.settings.reveal_ms
     return events

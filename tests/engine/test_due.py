@@ -125,3 +125,27 @@ def test_an_abandoned_game_has_nothing_due_and_stores_no_results():
     leave(room, HOST, now=T0)
     rules.abandon(room, now=T0 + ABANDON)
     assert due(room, T0 + 10 * ABANDON) is None
+
+
+# --- Broadcasts whose process died before publishing them (Room.outbox) ----------------------------
+
+
+def test_a_room_keeps_its_latest_broadcasts_for_the_sweeper():
+    room = playing_room(HOST, 2, rounds=2, reveal_seconds=3)
+    closed = T0 + 10_000
+    evts = rules.round_close(room, now=closed, trigger=TRIGGER_DEADLINE)
+    assert [e["type"] for e in evts] == ["round_result"]
+    assert room.outbox[-1] == evts[-1] and room.outbox_at == closed
+    assert len(room.outbox) == rules.OUTBOX_MAX
+    assert [e["seq"] for e in room.outbox] == list(range(room.seq - rules.OUTBOX_MAX + 1, room.seq + 1))
+
+
+def test_unpublished_broadcasts_are_the_sweeper_s_once_the_grace_has_passed():
+    room = playing_room(HOST, 2, rounds=1)
+    closed = T0 + 10_000
+    evts = rules.round_close(room, now=closed, trigger=TRIGGER_DEADLINE)
+    assert [e["type"] for e in evts] == ["round_result", "game_over"]
+    before = evts[0]["seq"] - 1
+    assert rules.unpublished(room, published=before, now=closed + GRACE - 1, grace_ms=GRACE) == []
+    assert rules.unpublished(room, published=before, now=closed + GRACE, grace_ms=GRACE) == evts
+    assert rules.unpublished(room, published=room.seq, now=closed + 10 * GRACE, grace_ms=GRACE) == []

@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from game import services, store
+from game.engine import rules
 from game.engine.model import TRIGGER_DEADLINE
 from tests.play import (
     LIVE_WEB,
@@ -171,6 +172,81 @@ async def test_racing_sweeps_close_an_overdue_round_once(make_user, listen):
     done = await asyncio.gather(*(services.rooms_sweep() for _ in range(6)))
     assert sum(d.get("close", 0) for d in done) == 1
     assert [f["type"] for f in await listener.drain(0.2)] == ["round_result"]
+
+
+@pytest.fixture
+def short_republish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpublished broadcasts are the sweeper's to publish after 50 ms instead of 5 s."""
+    monkeypatch.setattr(services, "REPUBLISH_AFTER_MS", GRACE_MS)
+
+
+async def close_without_publishing(code: str) -> list[dict[str, Any]]:
+    """Close the open round past its deadline as a worker's round_deadline task does, and
+    die (SIGKILL, the OOM killer) after its compare-and-set, before its broadcast."""
+    room = await services.room_get(code=code)
+    assert room.round is not None
+    now = max(services.now_ms(), room.round.deadline)
+    _, evts = await store.room_update(code, lambda r: rules.round_close(r, now=now, trigger=TRIGGER_DEADLINE))
+    assert evts
+    return evts
+
+
+async def test_a_round_result_whose_process_died_before_broadcasting_it_is_broadcast_by_the_sweep(
+    make_user, listen, short_republish
+):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=2, answer_seconds=0.5, reveal_seconds=10)
+    await answer(code, alice, 1, 0)
+    listener = await listen(code)
+    deadline = (await services.room_get(code=code)).round.deadline  # type: ignore[union-attr]
+    await sleep_past(deadline)
+    lost = await close_without_publishing(code)
+    await asyncio.sleep(2 * GRACE_MS / 1000)
+    # The redelivered task finds the round closed and does nothing.
+    assert await services.round_close_due(code=code, round_number=1) is False
+    done = await services.rooms_sweep()
+    frames = await listener.drain(0.3)
+    assert frames == lost and frames[0]["type"] == "round_result"
+    assert done == {"republished": 1}
+    result = frames[0]
+    assert [r["option"] for r in result["results"]] == [0, None]
+    assert await services.rooms_sweep() == {}
+    assert await listener.drain(0.1) == []
+
+
+async def test_a_game_over_whose_process_died_before_broadcasting_it_is_broadcast_by_the_sweep(
+    make_user, listen, short_republish
+):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=1, answer_seconds=0.5)
+    listener = await listen(code)
+    deadline = (await services.room_get(code=code)).round.deadline  # type: ignore[union-attr]
+    await sleep_past(deadline)
+    await close_without_publishing(code)
+    await asyncio.sleep(2 * GRACE_MS / 1000)
+    done = await services.rooms_sweep()
+    frames = await listener.drain(0.3)
+    assert [f["type"] for f in frames] == ["round_result", "game_over"]
+    assert done == {"republished": 1}
+    # Written once, and before game_over went out.
+    assert len(await results_rows(code)) == 2
+    assert (await services.room_get(code=code)).results_stored
+    assert await services.rooms_sweep() == {}
+    assert await listener.drain(0.1) == []
+
+
+async def test_broadcasts_published_by_their_process_are_not_published_again(
+    make_user, listen, short_republish
+):
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=2, answer_seconds=60, reveal_seconds=10)
+    await answer(code, alice, 1, 0)
+    listener = await listen(code)
+    await answer(code, bob, 1, 1)
+    assert [f["type"] for f in await listener.drain(0.2)] == ["round_result"]
+    await asyncio.sleep(2 * GRACE_MS / 1000)
+    assert await services.rooms_sweep() == {}
+    assert await listener.drain(0.1) == []
 
 
 # --- Readiness ------------------------------------------------------------------------------------
