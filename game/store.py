@@ -289,6 +289,7 @@ async def room_forget(code: str) -> None:
     async with r.pipeline(transaction=True) as pipe:
         pipe.srem(key("rooms", "active"), code)
         pipe.zrem(key("quick", "open"), code)
+        pipe.delete(key("published", code))
         await pipe.execute()
 
 
