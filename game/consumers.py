@@ -214,6 +214,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return self._refused("refused_full", CLOSE_ROOM_FULL)
         self.joined = True
         tracked = shutdown.track(self)
+        presence.connection_opened(self)
         metrics.WS_CONNECTS.labels(outcome="accepted").inc()
         metrics.WS_CONNECTIONS.inc()
         logger.info("websocket connected", extra={"event": "ws_connect"})
@@ -236,6 +237,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             },
         )
         return close_code
+
+    async def room_gone(self) -> None:
+        """The room is gone from Redis (its data lost) under this open connection: 4404, as a
+        handshake to it would get; the client's reconnect gets the same and stops."""
+        self.flood_closed = True  # frames still arriving are dropped unanswered
+        await self.close(CLOSE_NO_ROOM)
 
     async def drain(self) -> None:
         """This process is stopping: ask the client to reconnect (to another instance)."""
@@ -275,6 +282,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # Even when Redis failed above: the connection is gone from this process, and
             # what Redis could not take now is recorded after the next heartbeat.
             shutdown.forget(self)
+            presence.connection_forget(self)
             # Draining for a restart: the player is still in the game and reconnects to
             # another instance at once; the sweeper prunes this connection once the
             # process's heartbeat has expired, so no round closes early because everyone
@@ -333,6 +341,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             except FrameError as exc:
                 outcome = "refused"
                 await self._send({"type": "error", "code": exc.code, "message": exc.message})
+            except store.RoomNotFound:
+                # The room is gone (Redis lost its data, or it was forgotten an hour after its
+                # end): nothing this connection sends can be answered, `sync` included.
+                outcome = "refused"
+                logger.warning(
+                    "room gone from Redis under an open connection; closing it (4404)",
+                    extra={"event": "ws_room_gone"},
+                )
+                await self.room_gone()
             except Exception:
                 outcome = "server_error"
                 with context.bound(round=round_hint), sentry.error_scope():

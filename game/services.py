@@ -7,15 +7,17 @@ Consumers, views and tasks call these and nothing below them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -144,6 +146,27 @@ async def room_connect(*, code: str, user_id: int, name: str, conn: str) -> dict
         # second arms the start timer, the last fills the room and starts it.
         await _after_member_added(room)
     return snapshot
+
+
+async def room_reconnect(*, code: str, user_id: int, name: str, conn: str) -> bool:
+    """Put an open connection back in its room if it is no longer listed there (the sweeper
+    took it out while its web process's heartbeat had lapsed); True if it was missing.
+
+    The member is announced again (`player_joined`) as at any reconnect. Raises RoomNotFound
+    when the room is gone.
+    """
+    now = now_ms()
+
+    def change(room: Room) -> list[dict[str, Any]]:
+        player = room.player(user_id)
+        if player is None or conn in player.conns:
+            return []
+        return rules.connect(room, player_id=user_id, name=name, conn=conn, now=now)
+
+    room, evts = await store.room_update(code, change)
+    events.order(code, evts)
+    await _after(room, evts)
+    return bool(evts)
 
 
 async def room_disconnect(*, code: str, user_id: int, conn: str) -> None:
@@ -454,6 +477,65 @@ async def results_store(*, code: str) -> bool:
     return True
 
 
+# How long the end of a game waits for its results write before `round_result` and
+# `game_over` go out anyway. A healthy database takes milliseconds. One that is down or
+# restarting made the write wait DB_POOL_TIMEOUT (10 s) for a connection: the last round's
+# result and `game_over` reached players 10 s late, and the worker process that closed the
+# round (or the sweep retrying the write, every second) was held as long, so the rounds of
+# other games closed late too (a PostgreSQL restart held every round of a worker with two
+# processes up to 8 s). The write goes on in the background; the sweeper retries it.
+RESULTS_WAIT_SECONDS = 1.0
+
+# This process's results writes under way, by event loop and room code: a write is never
+# started twice at once, and the sweeper does not start one while another waits.
+_results_writes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _results_write_done(writes: dict[str, asyncio.Task[bool]], code: str, task: asyncio.Task[bool]) -> None:
+    if writes.get(code) is task:
+        del writes[code]
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        # The sweeper retries until the rows are written.
+        logger.error(
+            "results_store failed",
+            exc_info=exc,
+            extra={"event": "results_store_failed", "room": code},
+        )
+
+
+def results_store_pending(code: str) -> bool:
+    """Whether this process has a results write of the room under way."""
+    writes = _results_writes.get(asyncio.get_running_loop(), {})
+    return code in writes
+
+
+async def results_store_waiting(*, code: str, wait: float = RESULTS_WAIT_SECONDS) -> bool | None:
+    """results_store, waited for at most `wait` seconds: its answer, or None if it failed
+    (logged: `results_store_failed`) or is still under way (it goes on in the background)."""
+    writes = _results_writes.setdefault(asyncio.get_running_loop(), {})
+    task = writes.get(code)
+    if task is None:
+        task = asyncio.ensure_future(results_store(code=code))
+        writes[code] = task
+        task.add_done_callback(functools.partial(_results_write_done, writes, code))
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), wait)
+    except TimeoutError:
+        logger.warning(
+            "results write still under way after %s s; going on without it",
+            wait,
+            extra={"event": "results_store_slow", "room": code},
+        )
+        return None
+    except Exception:
+        return None  # logged once, by _results_write_done
+
+
 async def room_abandon(*, code: str) -> bool:
     """Abandon a room nobody has been connected to for too long; True if this call did."""
     now = now_ms()
@@ -485,7 +567,8 @@ async def room_abandon(*, code: str) -> bool:
 async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
     """Publish a transition's events, then arm the timers its new state needs.
 
-    A finished game's results are written before `game_over` goes out, so a client that
+    A finished game's results are written before `game_over` goes out (waited for at most
+    RESULTS_WAIT_SECONDS: a database that does not answer holds nothing), so a client that
     reads its history on `game_over` finds the game there.
     """
     if not evts:
@@ -505,13 +588,9 @@ async def _after(room: Room, evts: list[dict[str, Any]]) -> None:
 
 async def _publish_and_arm(room: Room, evts: list[dict[str, Any]]) -> None:
     if any(e["type"] == "game_over" for e in evts):
-        try:
-            await results_store(code=room.code)
-        except Exception:
-            # The sweeper retries until the rows are written.
-            logger.exception(
-                "results_store failed", extra={"event": "results_store_failed", "room": room.code}
-            )
+        # Failed or slow (the database away), it goes on without the rows: the sweeper
+        # retries until they are written.
+        await results_store_waiting(code=room.code)
     await events.publish(room.code, evts)
     await _published(room, evts)
     for event in evts:
@@ -576,7 +655,7 @@ async def _republish(room: Room, published: int, now: int) -> bool:
     )
     if any(e["type"] == "game_over" for e in evts) and not room.results_stored:
         # As _publish_and_arm: the results are written before `game_over` goes out.
-        await results_store(code=room.code)
+        await results_store_waiting(code=room.code)
     await events.publish(room.code, evts)
     await _published(room, evts)
     return True
@@ -657,18 +736,29 @@ async def _sweep_step(room: Room, step: str) -> bool:
     if step == rules.SWEEP_AUTOSTART:
         return await quickmatch_autostart(code=room.code)
     if step == rules.SWEEP_STORE_RESULTS:
-        return await results_store(code=room.code)
+        if results_store_pending(room.code):
+            return False  # a write of this process is still waiting for the database
+        return bool(await results_store_waiting(code=room.code))
     return False
 
 
 # --- Health -------------------------------------------------------------------------------------
 
 
+# The readiness pings' threads: not the loop's default executor, which a loop made for one
+# async_to_sync call waits for as it closes.
+_PING_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="nuxtest-db-ping")
+
+
 def _database_ping() -> None:
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        # A thread of its own, outside any request: nothing else gives its connection back.
+        connection.close()
 
 
 async def readiness() -> dict[str, bool]:
@@ -676,8 +766,12 @@ async def readiness() -> dict[str, bool]:
     checks = {"database": False, "redis": False}
     try:
         # Bounded like Redis's: with the connection pool, a database that is down makes a
-        # request wait DB_POOL_TIMEOUT (10 s) for a connection.
-        await asyncio.wait_for(sync_to_async(_database_ping)(), timeout=2)
+        # request wait DB_POOL_TIMEOUT (10 s) for a connection. Not through sync_to_async,
+        # which waits for its sync function even when cancelled: the bound never cut the
+        # ping short and /readyz answered after 10 s, past a probe's timeout. A ping cut
+        # short ends by itself in its executor thread.
+        ping = asyncio.get_running_loop().run_in_executor(_PING_THREADS, _database_ping)
+        await asyncio.wait_for(ping, timeout=2)
         checks["database"] = True
     except Exception:
         logger.warning("readiness: database unreachable", exc_info=True, extra={"event": "readiness_failed"})

@@ -151,6 +151,12 @@ def _database(url: str) -> dict[str, Any]:
                 "max_size": pool_max,
                 "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
             }
+            # The pool checks a connection before handing it out (psycopg_pool's
+            # check_connection: an empty query, one round trip). Without it, every pooled
+            # connection that a PostgreSQL restart (or failover, or an idle-session kill)
+            # had ended failed the next request that took it with a 500, one per pooled
+            # connection and process, whenever that came: minutes after PostgreSQL was back.
+            db["CONN_HEALTH_CHECKS"] = True
     elif db["ENGINE"] == "django.db.backends.mysql":
         db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}

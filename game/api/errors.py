@@ -7,9 +7,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -66,6 +68,12 @@ def _busy() -> Response:
     )
 
 
+def _dependency_unavailable(exc: Exception) -> bool:
+    """Redis or the database unreachable (down, restarting, the connection cut under the
+    request): nothing the client did, and it may try again shortly."""
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | OperationalError | InterfaceError)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with validation errors flattened to one `detail` message.
 
@@ -75,6 +83,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     to come back, not shown a server error.
     A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413, not Django's HTML 400 page (and its
     ERROR log line, a Sentry event, for a client's mistake).
+    Redis or the database unreachable is a JSON 503 with `Retry-After: 5`, not Django's HTML
+    500 page (GAME.md: API errors are JSON).
     """
     if isinstance(exc, RequestDataTooBig):
         return Response(
@@ -91,6 +101,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             "the database refused a connection: %s", exc, extra={"event": "db_connections_exhausted"}
         )
         return _busy()
+    if _dependency_unavailable(exc):
+        # Was Django's HTML 500 page, on every API call while Redis or PostgreSQL was away.
+        logger.warning(
+            "a service the API needs is unavailable: %s",
+            type(exc).__name__,
+            exc_info=True,
+            extra={"event": "dependency_unavailable"},
+        )
+        return Response(
+            {"detail": "the service is temporarily unavailable; try again in a moment"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -165,3 +165,37 @@ def test_a_request_the_database_has_no_connection_for_answers_503_with_retry_aft
     response = api.post("/api/auth/signup/", {"username": "waiter", "password": PASSWORD}, format="json")
     assert plain_error(response, 503) == {"detail": "the server is busy; try again in a moment"}
     assert response["Retry-After"] == "1"
+
+
+# --- Redis or PostgreSQL away ---------------------------------------------------------------
+
+
+def test_an_api_call_while_redis_is_away_answers_a_json_503_with_retry_after(api_as, make_user, monkeypatch):
+    # Was Django's HTML "Server Error (500)" page for every API call during a Redis outage.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from game import store
+
+    def refused(*args, **kwargs):
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(store, "throttle_take", refused)
+    response = api_as(make_user("alice")).post("/api/rooms/", {"rounds": 2}, format="json")
+    body = plain_error(response, 503)
+    assert body == {"detail": "the service is temporarily unavailable; try again in a moment"}
+    assert response["Retry-After"] == "5"
+
+
+def test_an_api_call_while_the_database_is_away_answers_a_json_503_with_retry_after(api, monkeypatch):
+    # Was Django's HTML 500 page (a pooled connection PostgreSQL's restart had ended, or none).
+    from django.db import OperationalError
+
+    from game.api import views
+
+    def ended(*args, **kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(views, "leaderboard_compute", ended)
+    response = api.get("/api/leaderboard/?period=all")
+    plain_error(response, 503)
+    assert response["Retry-After"] == "5"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.test import override_settings
 
@@ -36,3 +38,23 @@ def test_readyz_answers_503_when_redis_is_unreachable(client):
     body = response.json()
     assert body["redis"] is False
     assert body["database"] is True
+
+
+def test_readyz_answers_within_its_bound_when_the_database_does_not_answer(client, monkeypatch):
+    # PostgreSQL down: a pooled connection is waited for DB_POOL_TIMEOUT (10 s). The check's
+    # 2 s bound did not hold (its ping ran in the view's own thread, which async_to_sync kept
+    # busy until it returned): /readyz answered after 10 s, past a probe's timeout.
+    import time
+
+    from game import services
+
+    release = threading.Event()
+    monkeypatch.setattr(services, "_database_ping", lambda: release.wait(6))
+    started = time.monotonic()
+    try:
+        response = client.get("/readyz")
+    finally:
+        release.set()
+    assert time.monotonic() - started < 4
+    assert response.status_code == 503, response.content
+    assert response.json()["database"] is False

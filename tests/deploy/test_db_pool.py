@@ -133,3 +133,54 @@ def test_a_request_that_finds_every_pooled_connection_busy_is_answered_503_with_
     assert "db_pool_exhausted" in result.stderr + result.stdout
     # Nothing was written by the refused request: the same sign-up then succeeds.
     assert got["after"] == 201, got
+
+
+# The pool's connections are made (min_size 2), handed back, then PostgreSQL ends their
+# sessions (as a restart does: "terminating connection due to administrator command");
+# then four requests, one after another, each take a connection from the pool.
+RESTARTED = """
+import json, sys, django
+django.setup()
+from django.db import connection, connections
+import psycopg
+app, url = sys.argv[1], sys.argv[2]
+for _ in range(2):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connections.close_all()
+with psycopg.connect(url, autocommit=True) as admin:
+    ended = admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+        [app],
+    ).fetchone()[0]
+errors = []
+for _ in range(4):
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        errors.append(repr(exc)[:200])
+    finally:
+        connections.close_all()
+print(json.dumps({"ended": ended, "errors": errors}))
+"""
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="Django's pool is PostgreSQL's")
+def test_pooled_connections_that_a_postgresql_restart_ended_are_not_handed_to_requests():
+    # Each such connection failed the next request that took it (a 500), one per pooled
+    # connection and process, whenever that came: a minute after PostgreSQL was back, too.
+    app = f"nuxtest-pooltest-{uuid.uuid4().hex[:8]}"
+    url = database_url()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{url}?application_name={app}",
+        "DB_POOL_MAX_SIZE": "4",
+        "NUXTEST_LOG_FORMAT": "text",
+    }
+    plain = url.replace("postgres://", "postgresql://", 1)
+    result = run_python(["-c", RESTARTED, app, plain], env)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["ended"] >= 1, got
+    assert got["errors"] == [], got

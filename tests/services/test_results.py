@@ -222,3 +222,45 @@ async def test_abandoning_a_room_someone_is_connected_to_does_nothing(make_user)
     before = await room_dict(code)
     assert await services.room_abandon(code=code) is False
     assert await room_dict(code) == before
+
+
+async def test_a_database_that_does_not_answer_holds_neither_the_game_over_nor_its_process(
+    make_user, monkeypatch
+):
+    # PostgreSQL down or restarting as a game ends: the results write waited DB_POOL_TIMEOUT
+    # (10 s) for a connection, and the last round's result and `game_over` with it; the
+    # worker process that closed the round (and the sweep retrying the write every second)
+    # was held as long, so the rounds of other games closed up to 8 s late.
+    from django.db import OperationalError
+
+    alice, bob = await users(make_user, "alice", "bob")
+    code = await game_playing([alice, bob], rounds=1, answer_seconds=60, reveal_seconds=0)
+    write = services._results_write
+    database_back = threading.Event()
+    writes: list[str] = []
+
+    def waiting_for_a_connection(*args: Any) -> int:
+        writes.append(args[1])
+        database_back.wait(10)
+        raise OperationalError("couldn't get a connection after 10.00 sec")
+
+    monkeypatch.setattr(services, "_results_write", waiting_for_a_connection)
+    await answer(code, alice, 1, 0)
+    started = time.monotonic()
+    await answer(code, bob, 1, 1)  # closes the round: the game ends
+    assert time.monotonic() - started < services.RESULTS_WAIT_SECONDS + 1
+    room = await services.room_get(code=code)
+    assert room.status == "finished" and not room.results_stored
+    # The sweeper does not start a second write while the first still waits.
+    assert await services.rooms_sweep() == {}
+    assert writes == [code]
+    # The database is back: the waiting write fails, and the sweeper writes the rows, once.
+    monkeypatch.setattr(services, "_results_write", write)
+    database_back.set()
+    for _ in range(100):
+        if not services.results_store_pending(code):
+            break
+        await asyncio.sleep(0.05)
+    assert await services.rooms_sweep() == {"store_results": 1}
+    assert sorted(r.user_id for r in await results_rows(code)) == sorted([alice.pk, bob.pk])
+    assert await services.rooms_sweep() == {}
