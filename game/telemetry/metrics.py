@@ -11,8 +11,15 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # Latency buckets for frame handling and broadcasts (seconds): sub-ms to a few seconds.
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-# Round-close lag: the SLI is p99 < 250 ms, and 1 s is a failure.
-LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
+# Round-close lag: the SLI is p99 < 250 ms, and 1 s is a failure. A healthy close lands just
+# past the deadline's grace (NUXTEST_DEADLINE_GRACE_MS, 50 ms): 50-80 ms under load. With
+# nothing between 0.05 and 0.1, histogram_quantile put every such close in one bucket and
+# drew p50/p90/p99 as 75/95/99.5 ms whatever the closes were (52/64/78 ms measured): the
+# boundaries from 0.05 to 0.1 keep the dashboards' quantiles within a few ms of the truth.
+LAG_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.055, 0.06, 0.07, 0.08, 0.09, 0.1, 0.125, 0.15, 0.2, 0.25,
+    0.5, 0.75, 1.0, 2.0, 5.0, 10.0,
+)  # fmt: skip
 # Human-scale waits (answer time, matchmaking wait).
 HUMAN_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 
@@ -79,7 +86,7 @@ WS_FRAME_ERRORS = Counter(
 )
 WS_MESSAGE_DURATION = Histogram(
     "nuxtest_ws_message_duration_seconds",
-    "Time to handle one client frame, by type (trace-id exemplars).",
+    "Time to handle one client frame, by type; an answer until its answer_ack (trace-id exemplars).",
     ["type"],
     buckets=FAST_BUCKETS,
 )
@@ -176,6 +183,9 @@ def _labels_init() -> None:
         WS_MESSAGE_DURATION.labels(type=frame_type)
     for sent in SENT_TYPES:
         WS_FRAMES_SENT.labels(type=sent)
+    for close in sorted(KNOWN_CLOSE_CODES):
+        WS_DISCONNECTS.labels(code=close_code_label(close))
+    WS_DISCONNECTS.labels(code="other")
     for code in ERROR_CODES:
         WS_FRAME_ERRORS.labels(code=code)
     for action in ("answer", "start"):

@@ -14,6 +14,7 @@ from typing import Any
 
 from autobahn.exception import Disconnected
 from django.conf import settings
+from prometheus_client import REGISTRY
 
 from game import events, faults, scheduler, services
 from game.consumers import RoomConsumer
@@ -174,6 +175,39 @@ async def test_the_answer_that_closes_a_round_is_acknowledged_without_waiting_fo
     release.set()
     assert (await bob.recv())["type"] == "round_result"
     assert (await bob.recv())["type"] == "question"
+    await sockets_close(socks)
+
+
+async def test_the_answer_that_closes_a_round_is_timed_until_its_ack_not_until_the_rounds_broadcasts(
+    make_user, monkeypatch
+):
+    # nuxtest_ws_message_duration_seconds{type="answer"} is the latency SLI: an answer
+    # acknowledged within 100 ms. A round close held after the ack (a slow channel layer) kept
+    # the closing answer's timer running: with 120 ms of channel-layer delay, every round's
+    # last answer (a sixth of them in a steady run) counted as a slow ack, acked in 2 ms.
+    _, socks = await lobby_sockets(make_user, 2, rounds=2, answer_seconds=60, reveal_seconds=0)
+    alice, bob = socks
+    await start_over_socket(socks)
+
+    def answers_fast_and_all() -> tuple[float, float]:
+        fast = REGISTRY.get_sample_value(
+            "nuxtest_ws_message_duration_seconds_bucket", {"type": "answer", "le": "0.1"}
+        )
+        count = REGISTRY.get_sample_value("nuxtest_ws_message_duration_seconds_count", {"type": "answer"})
+        return fast or 0.0, count or 0.0
+
+    fast, total = answers_fast_and_all()
+    release = hold_round_results(monkeypatch)
+    await alice.answer(1, 0)
+    assert (await bob.answer(1, 0))["accepted"] is True
+    await asyncio.sleep(0.2)  # the round's result held past 100 ms after the ack
+    release.set()
+    assert (await bob.recv())["type"] == "round_result"
+    for _ in range(100):
+        if answers_fast_and_all()[1] == total + 2:
+            break
+        await asyncio.sleep(0.02)
+    assert answers_fast_and_all() == (fast + 2, total + 2)
     await sockets_close(socks)
 
 
