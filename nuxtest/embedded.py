@@ -85,25 +85,30 @@ def _stop_with_parent() -> Callable[[], object] | None:
     Out of the terminal's process group, Redis would otherwise outlive a killed runner.
     Resolved here, in the parent: the child only makes the call.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         return None
     pr_set_pdeathsig = 1
     return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _prctl() -> Callable[..., int] | None:
+    """Linux's prctl(2) from the C library, or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
 
 
 def _become_subreaper() -> bool:
     """Adopt this process's orphaned descendants (Linux): honcho starts each of the game's
     processes in a session of its own, so when honcho dies without stopping them (the
     terminal closed: SIGHUP) they would go on holding their ports, re-parented to init."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         return False
     pr_set_child_subreaper = 36
     return prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
