@@ -400,12 +400,9 @@ async def instance_heartbeat(instance_id: str, ttl_seconds: int) -> bool:
     """Mark a web process alive for the next `ttl_seconds`; False if its heartbeat had lapsed
     (the key was gone: expired, or lost with Redis's data), so the sweeper may have taken its
     connections out of their rooms."""
-    k = key("instance", instance_id)
-    async with client().pipeline(transaction=False) as pipe:
-        pipe.exists(k)
-        pipe.set(k, b"1", ex=ttl_seconds)
-        existed, _ = await pipe.execute()
-    return bool(existed)
+    # SET … GET (Redis 6.2+): the old value, in the same command that renews it.
+    old = await client().set(key("instance", instance_id), b"1", ex=ttl_seconds, get=True)
+    return old is not None
 
 
 async def instances_alive(instance_ids: Iterable[str]) -> set[str]:
